@@ -1,0 +1,54 @@
+"""Summarises the raw wrk outputs of one bench/token-grants.sh run.
+
+usage: summarize.py OUT_DIR
+Reads OUT_DIR/<server>-r<round>.txt (wrk --latency output plus token.lua's status lines) and
+OUT_DIR/<server>-r<round>.cpu (server CPU cores used during the run); prints one row per server
+with medians over rounds, and mlgate/node ratios. Exits 1 if any response was not a 200.
+"""
+import pathlib
+import re
+import statistics
+import sys
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse(text):
+    rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M).group(1))
+    val, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+    non200 = int(re.search(r"^non-200: (\d+)", text, re.M).group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    sock = sum(map(int, m.groups())) if m else 0
+    return rps, float(val) * UNITS[unit], non200, sock
+
+
+def main(out):
+    runs = {}
+    for f in sorted(out.glob("*-r*.txt")):
+        server = f.name.rsplit("-r", 1)[0]
+        cpu_file = f.with_suffix(".cpu")
+        cpu = float(cpu_file.read_text()) if cpu_file.exists() else float("nan")
+        runs.setdefault(server, []).append((*parse(f.read_text()), cpu))
+    if not runs:
+        sys.exit(f"no wrk outputs in {out}")
+
+    med = {s: [statistics.median(col) for col in zip(*rows)] for s, rows in runs.items()}
+    print(f"{'server':<14}{'rounds':>7}{'req/s':>11}{'p99 ms':>9}{'non-200':>9}{'sock err':>9}{'srv cores':>10}")
+    for s, rows in runs.items():
+        rps, p99, _, _, cpu = med[s]
+        non200 = sum(r[2] for r in rows)
+        sock = sum(r[3] for r in rows)
+        print(f"{s:<14}{len(rows):>7}{rps:>11.0f}{p99:>9.2f}{non200:>9}{sock:>9}{cpu:>10.2f}")
+    if "node" in med:
+        for s in (s for s in med if s.startswith("mlgate")):
+            print(f"ratio {s}/node: req/s x{med[s][0] / med['node'][0]:.2f}, "
+                  f"p99 x{med[s][1] / med['node'][1]:.2f}")
+    print("(medians over rounds; non-200 and socket errors are totals; srv cores = server CPU-s per s)")
+    bad = sum(r[2] for rows in runs.values() for r in rows)
+    if bad:
+        print(f"FAIL: {bad} non-200 responses; these figures do not measure token grants")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(pathlib.Path(sys.argv[1]))

@@ -1,0 +1,635 @@
+//! The OAuth 2.0 authority: token grants, access-token verification, signing-key rotation.
+//!
+//! Requests arrive here already parsed into [`TokenRequest`] (the server owns form parsing);
+//! failures are [`GrantError`]s carrying the OAuth error, Azure's AADSTS code and a message
+//! that never contains a secret.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::{Duration, OffsetDateTime};
+
+use crate::clock::Clock;
+use crate::directory::{ClientEntry, Directory};
+use crate::error::Error;
+use crate::ids::{AppId, GrantFamilyId, TenantId};
+use crate::keys::{KeyError, KeyRing, KeySet, Jwk, MasterKey, new_signing_key};
+use crate::model::{KeyState, RefreshGrant, Tenant, User};
+use crate::password::{dummy_hash, verify_password};
+use crate::principal::Principal;
+use crate::secrets::{digest_matches, new_opaque_token, random_bytes, sha256};
+use crate::store::Store;
+use crate::tokens::{AccessClaims, IdClaims, TokenError, normalize_resource, verify_access_token};
+
+/// Resources (token audiences) every mlgate server knows: ARM's identifiers, Azure ML's, and
+/// the authority's own; the server adds its public URL.
+pub const BUILTIN_RESOURCES: &[&str] = &[
+    "https://management.azure.com/",
+    "https://management.core.windows.net/",
+    "https://ml.azure.com",
+    "https://login.microsoftonline.com",
+];
+
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    /// `https://host:port`, no trailing slash: the base of issuers and endpoints.
+    pub public_url: String,
+    pub access_token_lifetime: Duration,
+    /// Sliding: each refresh extends the family by this much.
+    pub refresh_token_lifetime: Duration,
+    /// Accepted resources, in their canonical spelling (used as `aud`).
+    pub resources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/oauth2/token`: takes `resource`, answers ADAL's shape.
+    V1,
+    /// `/oauth2/v2.0/token`: takes `scope`, answers MSAL's shape.
+    V2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    ClientCredentials,
+    Password { username: String, password: String },
+    RefreshToken { refresh_token: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub endpoint: Endpoint,
+    pub grant: Grant,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub resource: Option<String>,
+    pub scope: Option<String>,
+    /// MSAL's `client_info=1`.
+    pub client_info: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthErrorKind {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidResource,
+    InvalidScope,
+    TemporarilyUnavailable,
+    ServerError,
+}
+
+impl OAuthErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidResource => "invalid_resource",
+            Self::InvalidScope => "invalid_scope",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
+/// An OAuth error with Azure AD's AADSTS number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantError {
+    pub kind: OAuthErrorKind,
+    pub code: u32,
+    pub description: String,
+}
+
+impl GrantError {
+    pub fn new(kind: OAuthErrorKind, code: u32, description: impl Into<String>) -> Self {
+        Self { kind, code, description: format!("AADSTS{code}: {}", description.into()) }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(OAuthErrorKind::InvalidRequest, 900144, description)
+    }
+
+    fn unavailable() -> Self {
+        Self::new(OAuthErrorKind::TemporarilyUnavailable, 90033, "the directory is unavailable")
+    }
+
+    fn internal() -> Self {
+        Self::new(OAuthErrorKind::ServerError, 90100, "an internal error occurred")
+    }
+}
+
+impl From<Error> for GrantError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Unavailable => GrantError::unavailable(),
+            other => {
+                tracing::error!(error = %other, "token grant failed internally");
+                GrantError::internal()
+            }
+        }
+    }
+}
+
+/// What a successful grant yields; the server shapes it per endpoint.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub expires_on: i64,
+    pub not_before: i64,
+    pub resource: String,
+    /// v2: the scopes granted.
+    pub scope: Option<String>,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+    pub client_info: Option<String>,
+}
+
+/// The OIDC scopes a v2 request may carry beside its resource scope.
+const OIDC_SCOPES: &[&str] = &["openid", "profile", "offline_access", "email"];
+
+pub struct Authority {
+    directory: Arc<Directory>,
+    clock: Arc<dyn Clock>,
+    master: MasterKey,
+    keys: KeyRing,
+    cfg: AuthorityConfig,
+    audiences: HashSet<String>,
+}
+
+enum Subject<'a> {
+    App(&'a ClientEntry),
+    User { user: &'a User, client: AppId },
+}
+
+impl Authority {
+    pub async fn new(
+        directory: Arc<Directory>,
+        clock: Arc<dyn Clock>,
+        master: MasterKey,
+        cfg: AuthorityConfig,
+    ) -> Result<Self, Error> {
+        let records = directory.store().signing_keys().await?;
+        let set = KeySet::load(&records, &master).map_err(|e| Error::Internal(e.to_string()))?;
+        let audiences = cfg.resources.iter().map(|r| normalize_resource(r)).collect();
+        Ok(Self { directory, clock, master, keys: KeyRing::new(set), cfg, audiences })
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.cfg
+    }
+
+    pub fn issuer_v1(&self, tenant: TenantId) -> String {
+        format!("{}/{tenant}/", self.cfg.public_url)
+    }
+
+    pub fn issuer_v2(&self, tenant: TenantId) -> String {
+        format!("{}/{tenant}/v2.0", self.cfg.public_url)
+    }
+
+    pub fn jwks(&self) -> Vec<Jwk> {
+        self.keys.current().jwks.clone()
+    }
+
+    /// Re-reads the signing keys from the store (after a rotation, possibly by another node).
+    pub async fn reload_keys(&self) -> Result<(), Error> {
+        let records = self.directory.store().signing_keys().await?;
+        let set = KeySet::load(&records, &self.master).map_err(|e| match e {
+            KeyError::NoActiveKey => Error::Internal("no active signing key in the store".into()),
+            other => Error::Internal(other.to_string()),
+        })?;
+        self.keys.replace(set);
+        Ok(())
+    }
+
+    /// Verifies a bearer token meant for this server's API.
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let keys = self.keys.current();
+        let claims = verify_access_token(
+            token,
+            &keys,
+            &self.audiences,
+            |iss, tid| match tid.parse::<TenantId>().ok().and_then(|t| self.directory.tenant(t)) {
+                Some(t) => iss == self.issuer_v1(t.id) || iss == self.issuer_v2(t.id),
+                None => false,
+            },
+            self.clock.now(),
+        )?;
+        Principal::from_claims(claims).ok_or(TokenError::Malformed)
+    }
+
+    /// The token endpoint.
+    pub async fn token(&self, tenant: &str, req: TokenRequest) -> Result<Issued, GrantError> {
+        let tenant = self.directory.resolve_tenant(tenant).ok_or_else(|| {
+            GrantError::new(
+                OAuthErrorKind::InvalidRequest,
+                90002,
+                format!("Tenant '{}' not found.", truncate(tenant, 64)),
+            )
+        })?;
+        let (resource, scope) = self.requested_resource(&req)?;
+        match &req.grant {
+            Grant::ClientCredentials => {
+                let client = self.authenticate_client(&tenant, &req, true).await?;
+                self.issue(&tenant, Subject::App(&client), &resource, &req, scope, None).await
+            }
+            Grant::Password { username, password } => {
+                let client = self.authenticate_client(&tenant, &req, false).await?;
+                let user = self.authenticate_user(&tenant, username, password).await?;
+                let subject = Subject::User { user: &user, client: client.principal.app_id };
+                self.issue(&tenant, subject, &resource, &req, scope, None).await
+            }
+            Grant::RefreshToken { refresh_token } => {
+                let client = self.authenticate_client(&tenant, &req, false).await?;
+                self.refresh(&tenant, &client, refresh_token, &req, scope).await
+            }
+        }
+    }
+
+    /// The resource and the v2 scope to echo. v1 names the resource; v2 scopes name it as
+    /// `{resource}/.default` (or `{resource}/{permission}`).
+    fn requested_resource(&self, req: &TokenRequest) -> Result<(String, Option<String>), GrantError> {
+        let unknown = |r: &str| {
+            GrantError::new(
+                OAuthErrorKind::InvalidResource,
+                500011,
+                format!(
+                    "The resource principal named {} was not found in the tenant.",
+                    truncate(r, 200)
+                ),
+            )
+        };
+        let requested = match req.endpoint {
+            Endpoint::V1 => req.resource.clone(),
+            Endpoint::V2 => {
+                let scope = req.scope.as_deref().unwrap_or_default();
+                let resources: Vec<&str> =
+                    scope.split_whitespace().filter(|s| !OIDC_SCOPES.contains(s)).collect();
+                if resources.len() > 1 {
+                    return Err(GrantError::new(
+                        OAuthErrorKind::InvalidScope,
+                        70011,
+                        "Scopes for more than one resource were requested.",
+                    ));
+                }
+                match resources.first() {
+                    None => None,
+                    Some(s) => match s.rfind('/') {
+                        Some(i) if s.contains("://") => Some(s[..=i].to_string()),
+                        _ => {
+                            return Err(GrantError::new(
+                                OAuthErrorKind::InvalidScope,
+                                70011,
+                                format!("The scope '{}' is not valid.", truncate(s, 200)),
+                            ));
+                        }
+                    },
+                }
+            }
+        };
+        let requested = requested.unwrap_or_else(|| mlgate_proto::DEFAULT_RESOURCE.to_string());
+        let wanted = normalize_resource(requested.trim_end_matches('/'));
+        let canonical = self
+            .cfg
+            .resources
+            .iter()
+            .find(|r| normalize_resource(r) == wanted)
+            .ok_or_else(|| unknown(&requested))?
+            .clone();
+        let scope = match req.endpoint {
+            Endpoint::V1 => None,
+            Endpoint::V2 => {
+                let mut granted = format!("{}/.default", canonical.trim_end_matches('/'));
+                let asked = req.scope.as_deref().unwrap_or_default();
+                for s in OIDC_SCOPES {
+                    if asked.split_whitespace().any(|a| a == *s) {
+                        granted.push(' ');
+                        granted.push_str(s);
+                    }
+                }
+                Some(granted)
+            }
+        };
+        Ok((canonical, scope))
+    }
+
+    /// Authenticates the client. Confidential clients must present a valid secret; public
+    /// clients (the CLI) may not use client credentials.
+    async fn authenticate_client(
+        &self,
+        tenant: &Tenant,
+        req: &TokenRequest,
+        confidential_only: bool,
+    ) -> Result<Arc<ClientEntry>, GrantError> {
+        let client_id = req.client_id.as_deref().map(str::trim).unwrap_or_default();
+        if client_id.is_empty() {
+            return Err(GrantError::new(
+                OAuthErrorKind::InvalidRequest,
+                900144,
+                "The request body must contain the following parameter: 'client_id'.",
+            ));
+        }
+        let not_found = || {
+            GrantError::new(
+                OAuthErrorKind::InvalidClient,
+                700016,
+                format!(
+                    "Application with identifier '{}' was not found in the directory '{}'.",
+                    truncate(client_id, 64),
+                    tenant.domain
+                ),
+            )
+        };
+        let app_id: AppId = client_id.parse().map_err(|_| not_found())?;
+        let client = self.directory.client(tenant.id, app_id).await?.ok_or_else(not_found)?;
+        if !client.principal.account_enabled {
+            return Err(GrantError::new(
+                OAuthErrorKind::InvalidClient,
+                7000112,
+                format!("Application '{app_id}' is disabled."),
+            ));
+        }
+        if client.principal.public_client {
+            if confidential_only {
+                return Err(GrantError::new(
+                    OAuthErrorKind::UnauthorizedClient,
+                    7000218,
+                    "A public client cannot use the client_credentials grant.",
+                ));
+            }
+            return Ok(client);
+        }
+        let Some(secret) = req.client_secret.as_deref().filter(|s| !s.is_empty()) else {
+            return Err(GrantError::new(
+                OAuthErrorKind::InvalidClient,
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or \
+                 'client_secret'.",
+            ));
+        };
+        let now = self.clock.now();
+        let matching = client.secrets.iter().find(|s| digest_matches(secret, &s.digest));
+        match matching {
+            Some(s) if s.expires_at.is_some_and(|e| e <= now) => Err(GrantError::new(
+                OAuthErrorKind::InvalidClient,
+                7000222,
+                format!("The provided client secret keys for app '{app_id}' are expired."),
+            )),
+            Some(_) => Ok(client),
+            None => Err(GrantError::new(
+                OAuthErrorKind::InvalidClient,
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is \
+                 the client secret value, not the client secret ID.",
+            )),
+        }
+    }
+
+    async fn authenticate_user(
+        &self,
+        tenant: &Tenant,
+        username: &str,
+        password: &str,
+    ) -> Result<User, GrantError> {
+        let user = self.directory.user_by_upn(tenant.id, username).await?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_string();
+        // argon2 takes tens of milliseconds: keep it off the async workers. An unknown user
+        // costs the same as a wrong password.
+        let ok = tokio::task::spawn_blocking(move || {
+            let phc = phc.unwrap_or_else(|| dummy_hash().to_string());
+            verify_password(&password, &phc)
+        })
+        .await
+        .map_err(|_| GrantError::internal())?;
+        let bad = || {
+            GrantError::new(
+                OAuthErrorKind::InvalidGrant,
+                50126,
+                "Error validating credentials due to invalid username or password.",
+            )
+        };
+        let user = match user {
+            Some(u) if ok => u,
+            _ => return Err(bad()),
+        };
+        if !user.account_enabled {
+            return Err(GrantError::new(
+                OAuthErrorKind::InvalidGrant,
+                50057,
+                "The user account is disabled.",
+            ));
+        }
+        Ok(user)
+    }
+
+    async fn refresh(
+        &self,
+        tenant: &Tenant,
+        client: &ClientEntry,
+        refresh_token: &str,
+        req: &TokenRequest,
+        scope: Option<String>,
+    ) -> Result<Issued, GrantError> {
+        let invalid = |code: u32, msg: &str| GrantError::new(OAuthErrorKind::InvalidGrant, code, msg);
+        let now = self.clock.now();
+        let store = self.directory.store();
+        let grant = store
+            .use_refresh_grant(&sha256(refresh_token.as_bytes()), now)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| invalid(9002313, "Invalid refresh token."))?;
+        if grant.revoked {
+            return Err(invalid(70000, "The refresh token has been revoked."));
+        }
+        if grant.used_at.is_some() {
+            // Reuse: someone holds a copy. Revoke the whole family (RFC 6819 5.2.2.3).
+            store.revoke_grant_family(grant.family).await.map_err(Error::from)?;
+            tracing::warn!(family = %grant.family, "refresh token reuse detected; family revoked");
+            return Err(invalid(70000, "The refresh token was already used; the sign-in session \
+                                       has been revoked."));
+        }
+        if grant.expires_at <= now {
+            return Err(invalid(700082, "The refresh token has expired due to inactivity."));
+        }
+        if grant.tenant_id != tenant.id || grant.client_id != client.principal.app_id {
+            return Err(invalid(70000, "The refresh token was issued to another client or tenant."));
+        }
+        let user = self
+            .directory
+            .user(tenant.id, grant.subject)
+            .await?
+            .filter(|u| u.account_enabled)
+            .ok_or_else(|| invalid(50057, "The user account is disabled or deleted."))?;
+        let resource = if req.resource.is_some() || req.scope.is_some() {
+            self.requested_resource(req)?.0
+        } else {
+            grant.resource.clone()
+        };
+        let subject = Subject::User { user: &user, client: client.principal.app_id };
+        self.issue(tenant, subject, &resource, req, scope, Some(grant.family)).await
+    }
+
+    async fn issue(
+        &self,
+        tenant: &Tenant,
+        subject: Subject<'_>,
+        resource: &str,
+        req: &TokenRequest,
+        scope: Option<String>,
+        family: Option<GrantFamilyId>,
+    ) -> Result<Issued, GrantError> {
+        let now = self.clock.now();
+        let iat = now.unix_timestamp();
+        let exp = iat + self.cfg.access_token_lifetime.whole_seconds();
+        let v1 = req.endpoint == Endpoint::V1;
+        let issuer = if v1 { self.issuer_v1(tenant.id) } else { self.issuer_v2(tenant.id) };
+        let uti = URL_SAFE_NO_PAD.encode(random_bytes::<16>());
+        let (client_id, claims) = match &subject {
+            Subject::App(client) => {
+                let sp = &client.principal;
+                let app = sp.app_id.to_string();
+                let claims = AccessClaims {
+                    aud: resource.to_string(),
+                    iss: issuer.clone(),
+                    iat,
+                    nbf: iat,
+                    exp,
+                    appid: v1.then(|| app.clone()),
+                    appidacr: v1.then(|| "1".to_string()),
+                    azp: (!v1).then(|| app.clone()),
+                    azpacr: (!v1).then(|| "1".to_string()),
+                    idtyp: "app".into(),
+                    name: None,
+                    app_displayname: Some(sp.display_name.clone()),
+                    oid: sp.object_id.to_string(),
+                    sub: sp.object_id.to_string(),
+                    tid: tenant.id.to_string(),
+                    uti,
+                    ver: if v1 { "1.0" } else { "2.0" }.into(),
+                    scp: None,
+                    upn: None,
+                    unique_name: None,
+                    preferred_username: None,
+                };
+                (sp.app_id, claims)
+            }
+            Subject::User { user, client } => {
+                let app = client.to_string();
+                let claims = AccessClaims {
+                    aud: resource.to_string(),
+                    iss: issuer.clone(),
+                    iat,
+                    nbf: iat,
+                    exp,
+                    appid: v1.then(|| app.clone()),
+                    appidacr: v1.then(|| "0".to_string()),
+                    azp: (!v1).then(|| app.clone()),
+                    azpacr: (!v1).then(|| "0".to_string()),
+                    idtyp: "user".into(),
+                    name: Some(user.display_name.clone()),
+                    app_displayname: None,
+                    oid: user.object_id.to_string(),
+                    sub: user.object_id.to_string(),
+                    tid: tenant.id.to_string(),
+                    uti,
+                    ver: if v1 { "1.0" } else { "2.0" }.into(),
+                    scp: Some("user_impersonation".into()),
+                    upn: v1.then(|| user.user_principal_name.clone()),
+                    unique_name: v1.then(|| user.user_principal_name.clone()),
+                    preferred_username: (!v1).then(|| user.user_principal_name.clone()),
+                };
+                (*client, claims)
+            }
+        };
+        let keys = self.keys.current();
+        let sign_err = |_| GrantError::internal();
+        let access_token = keys.signer.sign_jwt(&claims).map_err(sign_err)?;
+
+        let (mut refresh_token, mut id_token, mut client_info) = (None, None, None);
+        if let Subject::User { user, .. } = subject {
+            let id_claims = IdClaims {
+                aud: client_id.to_string(),
+                iss: issuer,
+                iat,
+                nbf: iat,
+                exp,
+                sub: user.object_id.to_string(),
+                oid: user.object_id.to_string(),
+                tid: tenant.id.to_string(),
+                ver: if v1 { "1.0" } else { "2.0" }.into(),
+                name: user.display_name.clone(),
+                preferred_username: user.user_principal_name.clone(),
+                nonce: None,
+            };
+            id_token = Some(keys.signer.sign_jwt(&id_claims).map_err(sign_err)?);
+            let rt = new_opaque_token();
+            let grant = RefreshGrant {
+                digest: sha256(rt.as_bytes()),
+                family: family.unwrap_or_else(GrantFamilyId::new_random),
+                tenant_id: tenant.id,
+                subject: user.object_id,
+                client_id,
+                resource: resource.to_string(),
+                scope: scope.clone().unwrap_or_default(),
+                issued_at: now,
+                expires_at: now + self.cfg.refresh_token_lifetime,
+                used_at: None,
+                revoked: false,
+            };
+            self.directory.store().insert_refresh_grant(&grant).await.map_err(Error::from)?;
+            refresh_token = Some(rt);
+            if req.client_info {
+                let info = serde_json::json!({"uid": user.object_id.to_string(),
+                                              "utid": tenant.id.to_string()});
+                client_info = Some(URL_SAFE_NO_PAD.encode(info.to_string()));
+            }
+        }
+        Ok(Issued {
+            access_token,
+            expires_in: exp - iat,
+            expires_on: exp,
+            not_before: iat,
+            resource: resource.to_string(),
+            scope,
+            refresh_token,
+            id_token,
+            client_info,
+        })
+    }
+}
+
+/// `mlgate keys rotate`: the next key starts signing, a new next key is published, the active
+/// one retires, and retired keys whose tokens have all expired are dropped. Servers pick the
+/// change up on their next key reload.
+pub async fn rotate_signing_keys(
+    store: &dyn Store,
+    master: &MasterKey,
+    now: OffsetDateTime,
+    max_token_lifetime: Duration,
+) -> Result<(), Error> {
+    let keys = store.signing_keys().await?;
+    if !keys.iter().any(|k| k.state == KeyState::Next) {
+        return Err(Error::Internal("no next key to promote".into()));
+    }
+    let next = new_signing_key(master, KeyState::Next, now).map_err(|e| Error::Internal(e.to_string()))?;
+    // Keep a retired key while any token it signed may still be valid (plus clock skew).
+    let prune_before = now - max_token_lifetime - Duration::minutes(5);
+    store.rotate_signing_keys(now, &next, prune_before).await?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).filter(|c| !c.is_control()).collect()
+}

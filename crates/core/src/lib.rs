@@ -1,0 +1,31 @@
+//! # mlgate-core: the domain
+//!
+//! Everything mlgate decides lives here, free of HTTP and SQL:
+//! - [`ids`]: typed identifiers (tenants, objects, applications, subscriptions, keys).
+//! - [`clock`]: time as a parameter, so tests can move it.
+//! - [`model`]: directory records (tenants, users, service principals, secrets, keys, grants).
+//! - [`store`]: the storage traits that `mlgate-store` implements, one impl per database.
+//! - [`secrets`], [`password`], [`keys`]: the security-critical primitives: client-secret
+//!   hashing, argon2id passwords, signing keys encrypted at rest under a master key.
+//! - [`tokens`]: JWT issuing (cached ES256 key pair) and verification.
+//! - [`directory`]: bootstrap and the directory's use cases (service principals, credentials).
+//! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
+//! - [`error`]: the one error type of the management use cases.
+//!
+//! Layering invariant: this crate never names axum, hyper or sqlx. The server maps its errors to
+//! responses; the store crate fills its traits.
+
+pub mod authority;
+pub mod clock;
+pub mod directory;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod password;
+pub mod principal;
+pub mod secrets;
+pub mod store;
+pub mod tokens;
+
+pub use error::Error;

@@ -1,0 +1,121 @@
+//! Directory records as the domain sees them. Secrets appear here only as hashes, private keys
+//! only encrypted.
+
+use time::OffsetDateTime;
+
+use crate::ids::{AppId, GrantFamilyId, KeyId, ObjectId, SecretId, SubscriptionId, TenantId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// Lower-case domain name, e.g. `mlgate.local`; accepted wherever a tenant id is.
+    pub domain: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub tenant_id: TenantId,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub object_id: ObjectId,
+    pub tenant_id: TenantId,
+    /// Lower-case `name@domain`.
+    pub user_principal_name: String,
+    pub display_name: String,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+    pub account_enabled: bool,
+    /// Directory administrators manage every service principal of their tenant.
+    pub is_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    pub object_id: ObjectId,
+    pub app_id: AppId,
+    pub tenant_id: TenantId,
+    pub display_name: String,
+    pub account_enabled: bool,
+    /// A public client (like the CLI) has no secret and cannot use client credentials.
+    pub public_client: bool,
+    /// Who created it; the owner and directory administrators may manage it.
+    pub owner: Option<ObjectId>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A client secret, stored only as a SHA-256 digest (see [`crate::secrets`] for why not argon2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSecret {
+    pub id: SecretId,
+    pub principal: ObjectId,
+    pub digest: [u8; 32],
+    /// The first three characters of the secret, as Azure shows them.
+    pub hint: String,
+    pub display_name: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published in JWKS, not yet signing: relying parties learn it before they meet it.
+    Next,
+    /// Signing, and published.
+    Active,
+    /// No longer signing; published until the last token it signed has expired.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(KeyState::Next),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// A token-signing key as stored: the PKCS#8 private key sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    pub kid: KeyId,
+    pub state: KeyState,
+    /// `nonce || ciphertext || tag`, AES-256-GCM with the kid as associated data.
+    pub sealed_private_key: Vec<u8>,
+    /// The uncompressed P-256 public point (65 bytes).
+    pub public_key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+/// A refresh token, stored as the SHA-256 digest of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshGrant {
+    pub digest: [u8; 32],
+    pub family: GrantFamilyId,
+    pub tenant_id: TenantId,
+    pub subject: ObjectId,
+    pub client_id: AppId,
+    pub resource: String,
+    pub scope: String,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// Set when the token was exchanged; a second exchange is reuse.
+    pub used_at: Option<OffsetDateTime>,
+    pub revoked: bool,
+}

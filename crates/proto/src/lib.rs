@@ -1,0 +1,204 @@
+//! Wire types shared by the mlgate server, the Rust SDK and the CLI.
+//!
+//! Only this crate knows the JSON shapes on the wire. It does no I/O, so the server, the SDK and
+//! the CLI agree on every field and on every error code by construction.
+
+use serde::{Deserialize, Serialize};
+
+/// The OAuth error body in Azure AD's shape, which every Microsoft client library parses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OAuthErrorBody {
+    pub error: String,
+    pub error_description: String,
+    #[serde(default)]
+    pub error_codes: Vec<u32>,
+    #[serde(default)]
+    pub timestamp: String,
+    #[serde(default)]
+    pub trace_id: String,
+    #[serde(default)]
+    pub correlation_id: String,
+}
+
+/// A token endpoint's success body. v1 (ADAL) and v2 (MSAL) answers share this type; fields
+/// that one version lacks are left out of the JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub token_type: String,
+    pub access_token: String,
+    /// Seconds; an integer, as azure-identity needs.
+    pub expires_in: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_expires_in: Option<i64>,
+    /// v1 only: unix seconds, as a string like Azure AD sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// v2 only: the granted scopes, space separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// The body of every non-OAuth error, in ARM's shape: `{"error": {"code": .., "message": ..}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiErrorBody {
+    pub error: ApiErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiErrorDetail {
+    /// A stable code from [`codes`].
+    pub code: String,
+    pub message: String,
+}
+
+/// Stable error codes of the management API. Clients may match on these strings.
+pub mod codes {
+    pub const INVALID_AUTHENTICATION_TOKEN: &str = "InvalidAuthenticationToken";
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    pub const AUTHORIZATION_FAILED: &str = "AuthorizationFailed";
+    pub const NOT_FOUND: &str = "NotFound";
+    pub const CONFLICT: &str = "Conflict";
+    pub const INVALID_REQUEST: &str = "InvalidRequestContent";
+    pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
+    pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
+    pub const INTERNAL_ERROR: &str = "InternalServerError";
+}
+
+/// Who the caller of the API is, as `GET /api/v1/me` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub object_id: String,
+    pub tenant_id: String,
+    /// `User` or `ServicePrincipal`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_principal_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// The application the token was issued to (for users, the client they signed in with).
+    pub client_app_id: String,
+    pub audience: String,
+    /// Unix seconds.
+    pub token_expires_on: i64,
+}
+
+/// A password credential's public metadata; the secret itself is shown only once, at creation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordCredential {
+    pub key_id: String,
+    /// The first three characters of the secret, as Azure shows them.
+    pub hint: String,
+    pub display_name: String,
+    /// RFC 3339.
+    pub start_date_time: String,
+    #[serde(default)]
+    pub end_date_time: Option<String>,
+}
+
+/// A service principal as the directory API returns it (Microsoft Graph's field names).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipal {
+    pub id: String,
+    pub app_id: String,
+    pub display_name: String,
+    pub account_enabled: bool,
+    pub app_owner_organization_id: String,
+    /// `Application`.
+    pub service_principal_type: String,
+    pub public_client: bool,
+    pub password_credentials: Vec<PasswordCredential>,
+    /// RFC 3339.
+    pub created_date_time: String,
+}
+
+/// A paged list, ARM and Graph style.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(rename = "nextLink", default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateServicePrincipal {
+    pub display_name: String,
+    /// Lifetime of the first secret in years; `None` means the default (one year).
+    #[serde(default)]
+    pub years: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetCredential {
+    /// Keep the existing secrets and add one (rotation without downtime).
+    #[serde(default)]
+    pub append: bool,
+    #[serde(default)]
+    pub years: Option<u32>,
+    /// RFC 3339 end date; wins over `years`.
+    #[serde(default)]
+    pub end_date: Option<String>,
+}
+
+/// The one answer that carries a secret in clear: `az ad sp create-for-rbac`'s shape, plus ids.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipalSecret {
+    pub app_id: String,
+    pub object_id: String,
+    pub display_name: String,
+    pub password: String,
+    pub tenant: String,
+    pub key_id: String,
+    #[serde(default)]
+    pub end_date_time: Option<String>,
+}
+
+/// `create-for-rbac --sdk-auth` output; the URLs point at the mlgate server itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SdkAuth {
+    pub client_id: String,
+    pub client_secret: String,
+    pub subscription_id: String,
+    pub tenant_id: String,
+    pub active_directory_endpoint_url: String,
+    pub resource_manager_endpoint_url: String,
+    pub active_directory_graph_resource_id: String,
+    pub sql_management_endpoint_url: String,
+    pub gallery_endpoint_url: String,
+    pub management_endpoint_url: String,
+}
+
+/// A subscription, as ARM's `GET /subscriptions` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// `/subscriptions/{subscriptionId}`.
+    pub id: String,
+    pub subscription_id: String,
+    pub tenant_id: String,
+    pub display_name: String,
+    pub state: String,
+}
+
+/// The well-known application id of the Azure CLI, which the mlgate CLI signs in as, so that
+/// `az`, azure-identity's developer credentials and `mlgate` share one public client.
+pub const CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
+/// The resource the CLI asks for by default: ARM's identifier, which mlgate's API accepts.
+pub const DEFAULT_RESOURCE: &str = "https://management.azure.com/";

@@ -1,0 +1,9 @@
+//! # mlgate-store: storage implementations
+//!
+//! [`sqlite::SqliteStore`] is the embedded default (WAL, versioned migrations). A PostgreSQL
+//! implementation of the same traits is planned for multi-node deployments; `conformance`
+//! tests in `tests/` are written against the traits so they can run on both.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;

@@ -1,0 +1,593 @@
+//! The SQLite store: one file in the data directory, WAL mode, versioned migrations applied at
+//! open. Queries are plain SQL with bound parameters; rows are mapped to domain records here
+//! and nowhere else.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mlgate_core::ids::{AppId, GrantFamilyId, KeyId, ObjectId, SecretId, SubscriptionId, TenantId};
+use mlgate_core::model::{
+    ClientSecret, KeyState, RefreshGrant, ServicePrincipal, SigningKeyRecord, Subscription, Tenant,
+    User,
+};
+use mlgate_core::store::{
+    Bootstrap, DirectoryStore, GrantStore, KeyStore, Store, StoreError, StoreResult,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+
+/// Versioned migrations, applied in order, each in its own transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_directory.sql"))];
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict("already exists".into())
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict("refers to a missing record".into())
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn ts(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn from_ts(secs: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    let text: String = row.try_get(col).map_err(map_err)?;
+    text.parse().map_err(|_| StoreError::Corrupt(format!("{col}: '{text}'")))
+}
+
+fn digest32(bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("digest is not 32 bytes".into()))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes every connection; later calls fail with `Unavailable` (tests use this to take
+    /// the store away).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, \
+             applied_at INTEGER NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(map_err)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(ts(OffsetDateTime::now_utc()))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            tracing::info!(version, "applied migration");
+        }
+        Ok(())
+    }
+}
+
+fn tenant_from(row: &SqliteRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: parse(row, "id")?,
+        domain: row.try_get("domain").map_err(map_err)?,
+        display_name: row.try_get("display_name").map_err(map_err)?,
+    })
+}
+
+fn user_from(row: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        object_id: parse(row, "object_id")?,
+        tenant_id: parse(row, "tenant_id")?,
+        user_principal_name: row.try_get("upn").map_err(map_err)?,
+        display_name: row.try_get("display_name").map_err(map_err)?,
+        password_hash: row.try_get("password_hash").map_err(map_err)?,
+        account_enabled: row.try_get("account_enabled").map_err(map_err)?,
+        is_admin: row.try_get("is_admin").map_err(map_err)?,
+    })
+}
+
+fn sp_from(row: &SqliteRow) -> StoreResult<ServicePrincipal> {
+    let owner: Option<String> = row.try_get("owner").map_err(map_err)?;
+    Ok(ServicePrincipal {
+        object_id: parse(row, "object_id")?,
+        app_id: parse(row, "app_id")?,
+        tenant_id: parse(row, "tenant_id")?,
+        display_name: row.try_get("display_name").map_err(map_err)?,
+        account_enabled: row.try_get("account_enabled").map_err(map_err)?,
+        public_client: row.try_get("public_client").map_err(map_err)?,
+        owner: owner
+            .map(|o| o.parse::<ObjectId>())
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("owner".into()))?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+    })
+}
+
+fn secret_from(row: &SqliteRow) -> StoreResult<ClientSecret> {
+    let expires: Option<i64> = row.try_get("expires_at").map_err(map_err)?;
+    Ok(ClientSecret {
+        id: parse::<SecretId>(row, "id")?,
+        principal: parse(row, "principal")?,
+        digest: digest32(row.try_get("digest").map_err(map_err)?)?,
+        hint: row.try_get("hint").map_err(map_err)?,
+        display_name: row.try_get("display_name").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        expires_at: expires.map(from_ts).transpose()?,
+    })
+}
+
+fn key_from(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+    let state: String = row.try_get("state").map_err(map_err)?;
+    let retired: Option<i64> = row.try_get("retired_at").map_err(map_err)?;
+    Ok(SigningKeyRecord {
+        kid: KeyId(row.try_get("kid").map_err(map_err)?),
+        state: KeyState::parse(&state).ok_or_else(|| StoreError::Corrupt("key state".into()))?,
+        sealed_private_key: row.try_get("sealed_private_key").map_err(map_err)?,
+        public_key: row.try_get("public_key").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        retired_at: retired.map(from_ts).transpose()?,
+    })
+}
+
+fn grant_from(row: &SqliteRow) -> StoreResult<RefreshGrant> {
+    let used: Option<i64> = row.try_get("used_at").map_err(map_err)?;
+    Ok(RefreshGrant {
+        digest: digest32(row.try_get("digest").map_err(map_err)?)?,
+        family: parse::<GrantFamilyId>(row, "family")?,
+        tenant_id: parse(row, "tenant_id")?,
+        subject: parse(row, "subject")?,
+        client_id: parse::<AppId>(row, "client_id")?,
+        resource: row.try_get("resource").map_err(map_err)?,
+        scope: row.try_get("scope").map_err(map_err)?,
+        issued_at: from_ts(row.try_get("issued_at").map_err(map_err)?)?,
+        expires_at: from_ts(row.try_get("expires_at").map_err(map_err)?)?,
+        used_at: used.map(from_ts).transpose()?,
+        revoked: row.try_get("revoked").map_err(map_err)?,
+    })
+}
+
+async fn insert_sp<'c, E: sqlx::SqliteExecutor<'c>>(e: E, sp: &ServicePrincipal) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO service_principals (object_id, app_id, tenant_id, display_name, \
+         account_enabled, public_client, owner, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(sp.object_id.to_string())
+    .bind(sp.app_id.to_string())
+    .bind(sp.tenant_id.to_string())
+    .bind(&sp.display_name)
+    .bind(sp.account_enabled)
+    .bind(sp.public_client)
+    .bind(sp.owner.map(|o| o.to_string()))
+    .bind(ts(sp.created_at))
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_secret<'c, E: sqlx::SqliteExecutor<'c>>(e: E, s: &ClientSecret) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO client_secrets (id, principal, digest, hint, display_name, created_at, \
+         expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.principal.to_string())
+    .bind(s.digest.to_vec())
+    .bind(&s.hint)
+    .bind(&s.display_name)
+    .bind(ts(s.created_at))
+    .bind(s.expires_at.map(ts))
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_key<'c, E: sqlx::SqliteExecutor<'c>>(e: E, k: &SigningKeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, state, sealed_private_key, public_key, created_at, \
+         retired_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.kid.0)
+    .bind(k.state.as_str())
+    .bind(&k.sealed_private_key)
+    .bind(&k.public_key)
+    .bind(ts(k.created_at))
+    .bind(k.retired_at.map(ts))
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_user<'c, E: sqlx::SqliteExecutor<'c>>(e: E, u: &User) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO users (object_id, tenant_id, upn, display_name, password_hash, \
+         account_enabled, is_admin) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(u.object_id.to_string())
+    .bind(u.tenant_id.to_string())
+    .bind(u.user_principal_name.to_ascii_lowercase())
+    .bind(&u.display_name)
+    .bind(&u.password_hash)
+    .bind(u.account_enabled)
+    .bind(u.is_admin)
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn bootstrap(&self, data: &Bootstrap) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let marked = sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('bootstrapped', ?)")
+            .bind(data.tenant.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if marked.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO tenants (id, domain, display_name) VALUES (?, ?, ?)")
+            .bind(data.tenant.id.to_string())
+            .bind(&data.tenant.domain)
+            .bind(&data.tenant.display_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO subscriptions (id, tenant_id, display_name) VALUES (?, ?, ?)")
+            .bind(data.subscription.id.to_string())
+            .bind(data.subscription.tenant_id.to_string())
+            .bind(&data.subscription.display_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_user(&mut *tx, &data.admin).await?;
+        insert_sp(&mut *tx, &data.cli_application).await?;
+        for k in &data.keys {
+            insert_key(&mut *tx, k).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        // The bootstrap tenant first: `common` resolves to it.
+        let rows = sqlx::query(
+            "SELECT t.id, t.domain, t.display_name FROM tenants t LEFT JOIN meta m \
+             ON m.key = 'bootstrapped' AND m.value = t.id ORDER BY m.key IS NULL, t.domain",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(tenant_from).collect()
+    }
+
+    async fn insert_tenant(&self, t: &Tenant) -> StoreResult<()> {
+        sqlx::query("INSERT INTO tenants (id, domain, display_name) VALUES (?, ?, ?)")
+            .bind(t.id.to_string())
+            .bind(t.domain.to_ascii_lowercase())
+            .bind(&t.display_name)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_subscriptions(&self, tenant: TenantId) -> StoreResult<Vec<Subscription>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, display_name FROM subscriptions WHERE tenant_id = ? ORDER BY id",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Subscription {
+                    id: parse::<SubscriptionId>(r, "id")?,
+                    tenant_id: parse(r, "tenant_id")?,
+                    display_name: r.try_get("display_name").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        insert_user(&self.pool, user).await
+    }
+
+    async fn user_by_upn(&self, tenant: TenantId, upn: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE tenant_id = ? AND upn = ?")
+            .bind(tenant.to_string())
+            .bind(upn.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user(&self, tenant: TenantId, id: ObjectId) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE tenant_id = ? AND object_id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn insert_service_principal(
+        &self,
+        sp: &ServicePrincipal,
+        secret: Option<&ClientSecret>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        insert_sp(&mut *tx, sp).await?;
+        if let Some(s) = secret {
+            insert_secret(&mut *tx, s).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn service_principal_by_app_id(
+        &self,
+        tenant: TenantId,
+        app_id: AppId,
+    ) -> StoreResult<Option<ServicePrincipal>> {
+        let row = sqlx::query("SELECT * FROM service_principals WHERE tenant_id = ? AND app_id = ?")
+            .bind(tenant.to_string())
+            .bind(app_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(sp_from).transpose()
+    }
+
+    async fn service_principal(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+    ) -> StoreResult<Option<ServicePrincipal>> {
+        let row =
+            sqlx::query("SELECT * FROM service_principals WHERE tenant_id = ? AND object_id = ?")
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        row.as_ref().map(sp_from).transpose()
+    }
+
+    async fn list_service_principals(&self, tenant: TenantId) -> StoreResult<Vec<ServicePrincipal>> {
+        let rows = sqlx::query(
+            "SELECT * FROM service_principals WHERE tenant_id = ? ORDER BY display_name, object_id",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(sp_from).collect()
+    }
+
+    async fn set_service_principal_enabled(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+        enabled: bool,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE service_principals SET account_enabled = ? WHERE tenant_id = ? AND object_id = ?",
+        )
+        .bind(enabled)
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_service_principal(&self, tenant: TenantId, id: ObjectId) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM service_principals WHERE tenant_id = ? AND object_id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn secrets_of(&self, principal: ObjectId) -> StoreResult<Vec<ClientSecret>> {
+        let rows = sqlx::query("SELECT * FROM client_secrets WHERE principal = ? ORDER BY created_at")
+            .bind(principal.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(secret_from).collect()
+    }
+
+    async fn add_secret(&self, secret: &ClientSecret, keep_existing: bool) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        if !keep_existing {
+            sqlx::query("DELETE FROM client_secrets WHERE principal = ?")
+                .bind(secret.principal.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        insert_secret(&mut *tx, secret).await?;
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(key_from).collect()
+    }
+
+    async fn rotate_signing_keys(
+        &self,
+        now: OffsetDateTime,
+        new_next: &SigningKeyRecord,
+        prune_retired_before: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let next: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE state = 'next'")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if next == 0 {
+            return Err(StoreError::Conflict("no next key to promote".into()));
+        }
+        sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE state = 'active'")
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("UPDATE signing_keys SET state = 'active' WHERE state = 'next'")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_key(&mut *tx, new_next).await?;
+        sqlx::query("DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < ?")
+            .bind(ts(prune_retired_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl GrantStore for SqliteStore {
+    async fn insert_refresh_grant(&self, g: &RefreshGrant) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_grants (digest, family, tenant_id, subject, client_id, resource, \
+             scope, issued_at, expires_at, used_at, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(g.digest.to_vec())
+        .bind(g.family.to_string())
+        .bind(g.tenant_id.to_string())
+        .bind(g.subject.to_string())
+        .bind(g.client_id.to_string())
+        .bind(&g.resource)
+        .bind(&g.scope)
+        .bind(ts(g.issued_at))
+        .bind(ts(g.expires_at))
+        .bind(g.used_at.map(ts))
+        .bind(g.revoked)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn use_refresh_grant(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<RefreshGrant>> {
+        // The conditional UPDATE is the atomic step: of two concurrent exchanges exactly one
+        // sees `used_at` still empty.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query("SELECT * FROM refresh_grants WHERE digest = ?")
+            .bind(digest.to_vec())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let grant = grant_from(&row)?;
+        if grant.used_at.is_none() {
+            sqlx::query("UPDATE refresh_grants SET used_at = ? WHERE digest = ? AND used_at IS NULL")
+                .bind(ts(now))
+                .bind(digest.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(grant))
+    }
+
+    async fn revoke_grant_family(&self, family: GrantFamilyId) -> StoreResult<()> {
+        sqlx::query("UPDATE refresh_grants SET revoked = 1 WHERE family = ?")
+            .bind(family.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the real client libraries used by the compatibility tests:
+#   .deps/venv  Python venv (adal, msal, azure-identity, PyJWT, pytest, requests)
+#   .deps/node  Node packages (adal-node, jose, @azure/msal-node)
+# Idempotent: each part is skipped when its stamp matches the hash of its requirement list.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DEPS="$ROOT/.deps"
+VENV="$DEPS/venv"
+NODE_DIR="$DEPS/node"
+mkdir -p "$DEPS"
+
+PY_REQS='adal==1.2.7
+msal==1.39.0
+azure-identity==1.27.0
+pyjwt[crypto]==2.15.1
+pytest
+requests'
+
+NODE_PKG='{
+  "name": "mlgate-compat-deps",
+  "private": true,
+  "version": "0.0.0",
+  "description": "Client libraries for mlgate compatibility tests",
+  "dependencies": {
+    "@azure/msal-node": "^7.0.0",
+    "adal-node": "0.2.4",
+    "jose": "^6.0.0"
+  }
+}'
+
+hash_of() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+
+# --- Python ---------------------------------------------------------------
+py_hash="$(hash_of "$PY_REQS|$(python3 --version 2>&1)")"
+py_stamp="$VENV/.mlgate-stamp"
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$py_stamp" 2>/dev/null || true)" = "$py_hash" ]; then
+  py_msg="python venv up to date"
+else
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  printf '%s\n' "$PY_REQS" > "$DEPS/requirements.txt"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$DEPS/requirements.txt"
+  printf '%s\n' "$py_hash" > "$py_stamp"
+  py_msg="python venv installed ($VENV)"
+fi
+
+# --- Node -----------------------------------------------------------------
+node_hash="$(hash_of "$NODE_PKG|$(node --version 2>&1)")"
+node_stamp="$NODE_DIR/.mlgate-stamp"
+if [ -d "$NODE_DIR/node_modules" ] && [ "$(cat "$node_stamp" 2>/dev/null || true)" = "$node_hash" ]; then
+  node_msg="node modules up to date"
+else
+  mkdir -p "$NODE_DIR"
+  printf '%s\n' "$NODE_PKG" > "$NODE_DIR/package.json"
+  (cd "$NODE_DIR" && npm install --silent --no-audit --no-fund >/dev/null)
+  printf '%s\n' "$node_hash" > "$node_stamp"
+  node_msg="node modules installed ($NODE_DIR)"
+fi
+
+echo "setup-test-deps: $py_msg; $node_msg"
