@@ -2,7 +2,7 @@
 
 usage: summarize.py OUT_DIR
 Reads OUT_DIR/<server>-r<round>.txt (wrk --latency output plus token.lua's status lines) and
-OUT_DIR/<server>-r<round>.cpu (server CPU cores used during the run); prints one row per server
+OUT_DIR/<server>-r<round>.cpu (server CPU ticks, 1/100 s, used during the run); prints one row per server
 with medians over rounds, and mlgate/node ratios. Exits 1 if any response was not a 200.
 """
 import pathlib
@@ -19,16 +19,19 @@ def parse(text):
     non200 = int(re.search(r"^non-200: (\d+)", text, re.M).group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     sock = sum(map(int, m.groups())) if m else 0
-    return rps, float(val) * UNITS[unit], non200, sock
+    secs = float(re.search(r"requests in ([\d.]+)s", text).group(1))
+    return rps, float(val) * UNITS[unit], non200, sock, secs
 
 
 def main(out):
     runs = {}
-    for f in sorted(out.glob("*-r*.txt")):
+    order = {"node": 0, "mlgate": 1}
+    for f in sorted(out.glob("*-r*.txt"), key=lambda f: (order.get(f.name.rsplit("-r", 1)[0], 2), f.name)):
         server = f.name.rsplit("-r", 1)[0]
         cpu_file = f.with_suffix(".cpu")
-        cpu = float(cpu_file.read_text()) if cpu_file.exists() else float("nan")
-        runs.setdefault(server, []).append((*parse(f.read_text()), cpu))
+        *stats, secs = parse(f.read_text())
+        cpu = int(cpu_file.read_text()) / 100 / secs if cpu_file.exists() else float("nan")
+        runs.setdefault(server, []).append((*stats, cpu))
     if not runs:
         sys.exit(f"no wrk outputs in {out}")
 

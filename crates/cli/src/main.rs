@@ -1,1 +1,34 @@
-fn main(){}
+//! # mlgate: the one binary
+//!
+//! `mlgate serve` runs the server; every other command mirrors the Azure CLI's words
+//! (`login`, `account`, `ad sp`) over the `mlgate-client` SDK. Layout:
+//! - [`cli`]: the clap command tree;
+//! - [`serve`]: configuration from flags and environment, logging, signals;
+//! - [`profile`]: the signed-in profile and token cache (`~/.mlgate/profile.json`, mode 0600);
+//! - [`commands`]: one module per command group; [`output`]: JSON and table printing.
+
+mod cli;
+mod commands;
+mod output;
+mod profile;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ERROR: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::dispatch(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

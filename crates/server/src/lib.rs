@@ -1,1 +1,281 @@
+//! # mlgate-server: the HTTP front end
+//!
+//! - [`Server::new`] opens the store, bootstraps it on first start, loads keys, prepares TLS.
+//! - [`Server::run`] serves until the shutdown future resolves, then drains connections.
+//! - [`routes`]: one module per flow (oauth, discovery, directory, health).
+//! - [`auth`]: the bearer-token extractor; [`error`]: the one error-to-response map.
+//!
+//! The listener, the clock and the shutdown signal are passed in, so tests run several servers
+//! in one process on ephemeral ports.
 
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use mlgate_core::authority::{Authority, AuthorityConfig, BUILTIN_RESOURCES};
+use mlgate_core::clock::Clock;
+use mlgate_core::directory::{BootstrapReport, Directory, bootstrap};
+use mlgate_core::keys::MasterKey;
+use mlgate_core::store::Store;
+use mlgate_store::SqliteStore;
+use time::Duration;
+
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// A local CA and server certificate in `{data_dir}/tls`, created on first start.
+    LocalCa,
+    /// The operator's own PEM certificate chain and key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP, for running behind a TLS-terminating proxy.
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub tls: TlsMode,
+    /// The URL clients reach this server at; derived from the listener when `None`.
+    pub public_url: Option<String>,
+    /// The bootstrap tenant's domain.
+    pub domain: String,
+    pub bootstrap_password: Option<String>,
+    /// Base64 master key; `None` reads or creates `{data_dir}/master.key`.
+    pub master_key: Option<String>,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    /// How long another node's change to a client (disable, new secret) may take to be seen.
+    pub client_cache_ttl: Duration,
+    /// How often signing keys are re-read (a rotation by `mlgate keys rotate` or another node).
+    pub key_reload_interval: StdDuration,
+    /// Resources (audiences) accepted beyond the built-in ones.
+    pub extra_resources: Vec<String>,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            tls: TlsMode::LocalCa,
+            public_url: None,
+            domain: "mlgate.local".into(),
+            bootstrap_password: None,
+            master_key: None,
+            access_token_lifetime: Duration::hours(1),
+            refresh_token_lifetime: Duration::days(90),
+            client_cache_ttl: Duration::seconds(5),
+            key_reload_interval: StdDuration::from_secs(30),
+            extra_resources: Vec::new(),
+        }
+    }
+}
+
+/// What the first start did, for the operator to read once.
+#[derive(Debug)]
+pub struct Startup {
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    pub bootstrap: BootstrapReport,
+}
+
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("mlgate.db")
+}
+
+/// Reads the master key from `explicit`, or from `{data_dir}/master.key`, creating it (mode
+/// 0600) when the store holds no sealed key yet.
+pub fn load_master_key(data_dir: &Path, explicit: Option<&str>, store_has_keys: bool) -> Result<MasterKey> {
+    if let Some(k) = explicit {
+        return MasterKey::from_encoded(k).context("MLGATE_MASTER_KEY");
+    }
+    let path = data_dir.join("master.key");
+    if !path.exists() {
+        if store_has_keys {
+            bail!(
+                "{} is missing but the store holds sealed keys: without it the signing keys cannot be \
+                 opened (restore it, or set MLGATE_MASTER_KEY)",
+                path.display()
+            );
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::io::Write::write_all(&mut f, MasterKey::generate_encoded().as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    MasterKey::from_encoded(&text).with_context(|| format!("{}", path.display()))
+}
+
+pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    SqliteStore::open(&database_path(data_dir))
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+}
+
+pub struct Server {
+    listener: std::net::TcpListener,
+    app: Router,
+    tls: Option<RustlsConfig>,
+    state: AppState,
+    key_reload_interval: StdDuration,
+    pub startup: Startup,
+}
+
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let host_port = rest.split('/').next()?;
+    if host_port.starts_with('[') {
+        return host_port.split(']').next().map(|h| h.trim_start_matches('['));
+    }
+    host_port.split(':').next()
+}
+
+impl Server {
+    pub async fn new(
+        listener: std::net::TcpListener,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let store = Arc::new(open_store(&config.data_dir).await?);
+        Self::with_store(listener, config, clock, store).await
+    }
+
+    /// Like [`Server::new`] over a store the caller opened (tests keep a handle to it).
+    pub async fn with_store(
+        listener: std::net::TcpListener,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+    ) -> Result<Self> {
+        // rustls needs one process-wide crypto provider; a second install is harmless.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let addr: SocketAddr = listener.local_addr()?;
+        let scheme = if matches!(config.tls, TlsMode::Disabled) { "http" } else { "https" };
+        let url = match &config.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if addr.ip().is_unspecified() => format!("{scheme}://127.0.0.1:{}", addr.port()),
+            None => format!("{scheme}://{addr}"),
+        };
+
+        let has_keys = !store
+            .signing_keys()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the store: {e}"))?
+            .is_empty();
+        let master = load_master_key(&config.data_dir, config.master_key.as_deref(), has_keys)?;
+        let report = bootstrap(
+            store.as_ref(),
+            &master,
+            clock.as_ref(),
+            &config.domain,
+            config.bootstrap_password.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+
+        let (tls, ca_file) = match &config.tls {
+            TlsMode::Disabled => (None, None),
+            TlsMode::Files { cert, key } => {
+                (Some(RustlsConfig::from_pem_file(cert, key).await.context("loading TLS files")?), None)
+            }
+            TlsMode::LocalCa => {
+                let files = tls::ensure_local_ca(&config.data_dir.join("tls"), host_of(&url))?;
+                let cfg = RustlsConfig::from_pem_file(&files.cert, &files.key)
+                    .await
+                    .context("loading the local certificate")?;
+                (Some(cfg), Some(files.ca))
+            }
+        };
+
+        let directory =
+            Arc::new(Directory::new(store.clone(), clock.clone(), config.client_cache_ttl).await?);
+        let mut resources: Vec<String> = BUILTIN_RESOURCES.iter().map(|s| s.to_string()).collect();
+        resources.push(format!("{url}/"));
+        resources.extend(config.extra_resources.iter().cloned());
+        let authority = Authority::new(
+            directory,
+            clock,
+            master,
+            AuthorityConfig {
+                public_url: url.clone(),
+                access_token_lifetime: config.access_token_lifetime,
+                refresh_token_lifetime: config.refresh_token_lifetime,
+                resources,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("loading signing keys: {e}"))?;
+
+        let state = AppState { authority: Arc::new(authority), store, public_url: url.clone().into() };
+        let app = routes::router(state.clone());
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener,
+            app,
+            tls,
+            state,
+            key_reload_interval: config.key_reload_interval,
+            startup: Startup { url, ca_file, bootstrap: report },
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.startup.url
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains open requests for up
+    /// to ten seconds.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let handle: Handle<SocketAddr> = Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            h.graceful_shutdown(Some(StdDuration::from_secs(10)));
+        });
+        let authority = self.state.authority.clone();
+        let every = self.key_reload_interval;
+        let reloader = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = authority.reload_keys().await {
+                    tracing::warn!(error = %e, "could not reload signing keys; keeping the current ones");
+                }
+            }
+        });
+        let service = self.app.into_make_service();
+        let served = match self.tls {
+            Some(cfg) => {
+                axum_server::from_tcp_rustls(self.listener, cfg)?.handle(handle).serve(service).await
+            }
+            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
+        };
+        reloader.abort();
+        served.context("serving")
+    }
+}

@@ -1,0 +1,186 @@
+//! The command tree. Words follow the Azure CLI so that scripts read the same.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "mlgate", version, about = "Self-hosted identity and access for ML platforms")]
+pub struct Cli {
+    /// The mlgate server (default: the signed-in profile's, else https://127.0.0.1:8443).
+    #[arg(long, env = "MLGATE_SERVER", global = true)]
+    pub server: Option<String>,
+    /// A PEM CA bundle to trust for the server (default: the profile's, else the local
+    /// server's CA in its data directory).
+    #[arg(long, env = "MLGATE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Json, global = true)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTPS on 127.0.0.1:8443, embedded SQLite store).
+    Serve(ServeArgs),
+    /// Sign in, as a user (-u/-p) or as a service principal.
+    Login(LoginArgs),
+    /// Forget the signed-in profile and its cached tokens.
+    Logout,
+    /// The signed-in account.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The directory.
+    #[command(subcommand)]
+    Ad(AdCommand),
+    /// Token-signing keys (operates on a server's data directory).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the store, keys and certificates live.
+    #[arg(long, env = "MLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "MLGATE_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_http: bool,
+    /// Your own PEM certificate chain (instead of the local CA's).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The URL clients use to reach this server (issuer and endpoints derive from it).
+    #[arg(long, env = "MLGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The bootstrap tenant's domain name.
+    #[arg(long, env = "MLGATE_DOMAIN", default_value = "mlgate.local")]
+    pub domain: String,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "MLGATE_TOKEN_LIFETIME", default_value_t = 3600,
+          value_parser = clap::value_parser!(i64).range(300..=86_400))]
+    pub token_lifetime: i64,
+    /// Seconds a change to a client made on another node may take to be seen here.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..=300))]
+    pub client_cache_ttl: i64,
+    /// Extra accepted resources (token audiences).
+    #[arg(long = "resource")]
+    pub resources: Vec<String>,
+    #[arg(long, value_enum, env = "MLGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name, or the application (client) id with --service-principal.
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password, or the client secret with --service-principal.
+    #[arg(short = 'p', long)]
+    pub password: Option<String>,
+    #[arg(long)]
+    pub service_principal: bool,
+    /// Tenant id or domain (required with --service-principal).
+    #[arg(short = 't', long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// The signed-in account and its default subscription.
+    Show,
+    /// An access token for a resource.
+    GetAccessToken {
+        #[arg(long)]
+        resource: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdCommand {
+    /// Service principals.
+    #[command(subcommand)]
+    Sp(SpCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpCommand {
+    /// Create an application and its service principal with a secret.
+    CreateForRbac {
+        #[arg(short = 'n', long)]
+        name: String,
+        /// Print the JSON that Azure SDKs read (`--sdk-auth`).
+        #[arg(long)]
+        sdk_auth: bool,
+        /// Lifetime of the secret in years (default 1).
+        #[arg(long)]
+        years: Option<u32>,
+    },
+    Show {
+        /// Object id or application id.
+        #[arg(long)]
+        id: String,
+    },
+    List,
+    /// Change a property: `--set accountEnabled=false`.
+    Update {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        set: String,
+    },
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// A new secret; the old ones are removed unless --append.
+    Reset {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        append: bool,
+        #[arg(long)]
+        years: Option<u32>,
+        /// RFC 3339 end date of the new secret.
+        #[arg(long)]
+        end_date: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Promote the pre-published next key, publish a new next key, retire the active one.
+    Rotate {
+        #[arg(long, env = "MLGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// The signing keys and their states.
+    List {
+        #[arg(long, env = "MLGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,81 @@
+//! `mlgate ad sp ...`: service principals and their credentials.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use mlgate_proto::{CreateServicePrincipal, ResetCredential, SdkAuth};
+use serde_json::json;
+
+use super::Session;
+use crate::cli::{AdCommand, CredentialCommand, OutputFormat, SpCommand};
+use crate::output;
+
+pub async fn run(
+    server: Option<String>,
+    ca: Option<PathBuf>,
+    cmd: AdCommand,
+    out: OutputFormat,
+) -> Result<()> {
+    let mut s = Session::open(server, ca)?;
+    let token = s.api_token().await?;
+    let c = &s.client;
+    let AdCommand::Sp(cmd) = cmd;
+    match cmd {
+        SpCommand::CreateForRbac { name, sdk_auth, years } => {
+            let created = c
+                .create_service_principal(&token, &CreateServicePrincipal { display_name: name, years })
+                .await?;
+            if sdk_auth {
+                let Some(subscription_id) = s.profile.subscription_id.clone() else {
+                    bail!("--sdk-auth needs a subscription, and the signed-in account has none");
+                };
+                let base = c.base_url().to_string();
+                let with_slash = format!("{base}/");
+                return output::print(
+                    out,
+                    &SdkAuth {
+                        client_id: created.app_id,
+                        client_secret: created.password,
+                        subscription_id,
+                        tenant_id: created.tenant,
+                        active_directory_endpoint_url: base,
+                        resource_manager_endpoint_url: with_slash.clone(),
+                        active_directory_graph_resource_id: with_slash.clone(),
+                        sql_management_endpoint_url: with_slash.clone(),
+                        gallery_endpoint_url: with_slash.clone(),
+                        management_endpoint_url: with_slash,
+                    },
+                );
+            }
+            output::print(
+                out,
+                &json!({
+                    "appId": created.app_id,
+                    "displayName": created.display_name,
+                    "password": created.password,
+                    "tenant": created.tenant,
+                }),
+            )
+        }
+        SpCommand::Show { id } => output::print(out, &c.service_principal(&token, &id).await?),
+        SpCommand::List => output::print(out, &c.service_principals(&token).await?),
+        SpCommand::Update { id, set } => {
+            let enabled = match set.replace(' ', "").to_ascii_lowercase().as_str() {
+                "accountenabled=true" => true,
+                "accountenabled=false" => false,
+                _ => bail!("only '--set accountEnabled=true|false' is supported"),
+            };
+            output::print(out, &c.set_service_principal_enabled(&token, &id, enabled).await?)
+        }
+        SpCommand::Delete { id } => c.delete_service_principal(&token, &id).await.map_err(Into::into),
+        SpCommand::Credential(CredentialCommand::Reset { id, append, years, end_date }) => {
+            let reset = c
+                .reset_credential(&token, &id, &ResetCredential { append, years, end_date })
+                .await?;
+            output::print(
+                out,
+                &json!({"appId": reset.app_id, "password": reset.password, "tenant": reset.tenant}),
+            )
+        }
+    }
+}

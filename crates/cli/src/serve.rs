@@ -1,0 +1,94 @@
+//! `mlgate serve`: configuration from flags and environment, logging, signals.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use mlgate_core::clock::SystemClock;
+use mlgate_server::{Server, ServerConfig, TlsMode};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{LogFormat, ServeArgs};
+
+/// `$MLGATE_DATA_DIR`, else `$XDG_DATA_HOME/mlgate`, else `~/.local/share/mlgate`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("MLGATE_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("mlgate");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/mlgate")
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("MLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    init_logging(args.log_format);
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let mut config = ServerConfig::new(&data_dir);
+    config.tls = if args.insecure_http {
+        TlsMode::Disabled
+    } else if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        TlsMode::Files { cert, key }
+    } else {
+        TlsMode::LocalCa
+    };
+    config.public_url = args.public_url;
+    config.domain = args.domain;
+    config.bootstrap_password = std::env::var("MLGATE_BOOTSTRAP_PASSWORD").ok();
+    config.master_key = std::env::var("MLGATE_MASTER_KEY").ok();
+    config.access_token_lifetime = time::Duration::seconds(args.token_lifetime);
+    config.client_cache_ttl = time::Duration::seconds(args.client_cache_ttl);
+    config.extra_resources = args.resources;
+
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let server = Server::new(listener, config, Arc::new(SystemClock)).await?;
+
+    // Operator-facing facts go to stdout once, outside the structured log, so the generated
+    // password never lands in log storage.
+    let s = &server.startup;
+    println!("mlgate listening on {}", s.url);
+    println!("data directory: {}", data_dir.display());
+    if let Some(ca) = &s.ca_file {
+        println!("clients must trust the CA at: {}", ca.display());
+    }
+    if s.bootstrap.created {
+        if let (Some(t), Some(upn)) = (&s.bootstrap.tenant, &s.bootstrap.admin_user_principal_name) {
+            println!("created tenant {} ({}) and administrator {upn}", t.id, t.domain);
+        }
+        if let Some(pw) = &s.bootstrap.generated_password {
+            println!("generated administrator password (shown once): {pw}");
+        }
+    }
+    tracing::info!(url = %s.url, tls = s.url.starts_with("https"), "serving");
+    server.run(shutdown_signal()).await
+}

@@ -1,0 +1,158 @@
+//! The one place where errors become HTTP responses.
+//!
+//! OAuth endpoints answer in Azure AD's error shape ([`OAuthFailure`]); everything else in
+//! ARM's `{"error": {"code", "message"}}` ([`ApiError`]). A 5xx body says nothing about the
+//! cause, which goes to the log.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mlgate_core::authority::{GrantError, OAuthErrorKind};
+use mlgate_core::tokens::TokenError;
+use mlgate_proto::{ApiErrorBody, ApiErrorDetail, OAuthErrorBody, codes};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An error of the management API.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No bearer token, or one that failed verification.
+    Unauthenticated { reason: Option<TokenError>, authorization_uri: String },
+    Core(mlgate_core::Error),
+    BadRequest(String),
+    PayloadTooLarge,
+}
+
+impl From<mlgate_core::Error> for ApiError {
+    fn from(e: mlgate_core::Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+fn body(status: StatusCode, code: &str, message: String) -> Response {
+    let b = ApiErrorBody { error: ApiErrorDetail { code: code.to_string(), message } };
+    (status, Json(b)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use mlgate_core::Error as E;
+        match self {
+            ApiError::Unauthenticated { reason, authorization_uri } => {
+                let (challenge, code, message) = match reason {
+                    None => (
+                        format!(r#"Bearer realm="mlgate", authorization_uri="{authorization_uri}""#),
+                        codes::AUTHENTICATION_FAILED,
+                        "The request has no 'Authorization: Bearer' header.".to_string(),
+                    ),
+                    Some(r) => (
+                        format!(
+                            r#"Bearer realm="mlgate", authorization_uri="{authorization_uri}", error="invalid_token", error_description="{r}""#
+                        ),
+                        codes::INVALID_AUTHENTICATION_TOKEN,
+                        format!("The access token is invalid: {r}."),
+                    ),
+                };
+                let mut resp = body(StatusCode::UNAUTHORIZED, code, message);
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                resp
+            }
+            ApiError::BadRequest(m) => body(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m),
+            ApiError::PayloadTooLarge => body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                "The request body is too large.".into(),
+            ),
+            ApiError::Core(E::NotFound(m)) => body(StatusCode::NOT_FOUND, codes::NOT_FOUND, m),
+            ApiError::Core(E::Conflict(m)) => body(StatusCode::CONFLICT, codes::CONFLICT, m),
+            ApiError::Core(E::InvalidInput(m)) => {
+                body(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m)
+            }
+            ApiError::Core(E::Forbidden(m)) => {
+                body(StatusCode::FORBIDDEN, codes::AUTHORIZATION_FAILED, m)
+            }
+            ApiError::Core(E::Unavailable) => body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable; retry later.".into(),
+            ),
+            ApiError::Core(E::Internal(cause)) => {
+                tracing::error!(%cause, "internal error");
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    codes::INTERNAL_ERROR,
+                    "Something went wrong.".into(),
+                )
+            }
+        }
+    }
+}
+
+/// An OAuth endpoint's error, in Azure AD's shape.
+#[derive(Debug)]
+pub struct OAuthFailure {
+    pub error: GrantError,
+    pub status: StatusCode,
+    pub correlation_id: Option<String>,
+    /// Set when the client authenticated with HTTP Basic (RFC 6749 5.2 then requires 401 and
+    /// a challenge).
+    pub basic_challenge: bool,
+}
+
+impl OAuthFailure {
+    pub fn new(error: GrantError) -> Self {
+        let status = match error.kind {
+            OAuthErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self { error, status, correlation_id: None, basic_challenge: false }
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+/// Azure's timestamp format: `2024-01-31 12:34:56Z`.
+pub fn azure_timestamp(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+impl IntoResponse for OAuthFailure {
+    fn into_response(self) -> Response {
+        let body = OAuthErrorBody {
+            error: self.error.kind.as_str().to_string(),
+            error_description: self.error.description,
+            error_codes: vec![self.error.code],
+            timestamp: azure_timestamp(OffsetDateTime::now_utc()),
+            trace_id: Uuid::new_v4().to_string(),
+            correlation_id: self.correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
+        };
+        let mut headers = no_store_headers();
+        if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="mlgate""#));
+        }
+        (self.status, headers, Json(body)).into_response()
+    }
+}
+
+/// Token responses must not be cached (RFC 6749 5.1).
+pub fn no_store_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h
+}

@@ -1,0 +1,175 @@
+//! The directory API: who am I, service principals and their credentials, subscriptions.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mlgate_core::model::{self, ClientSecret};
+use mlgate_core::principal::PrincipalKind;
+use mlgate_proto as proto;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::json::ApiJson;
+use crate::state::AppState;
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn sp_json(sp: &model::ServicePrincipal, secrets: &[ClientSecret]) -> proto::ServicePrincipal {
+    proto::ServicePrincipal {
+        id: sp.object_id.to_string(),
+        app_id: sp.app_id.to_string(),
+        display_name: sp.display_name.clone(),
+        account_enabled: sp.account_enabled,
+        app_owner_organization_id: sp.tenant_id.to_string(),
+        service_principal_type: "Application".into(),
+        public_client: sp.public_client,
+        password_credentials: secrets
+            .iter()
+            .map(|s| proto::PasswordCredential {
+                key_id: s.id.to_string(),
+                hint: s.hint.clone(),
+                display_name: s.display_name.clone(),
+                start_date_time: rfc3339(s.created_at),
+                end_date_time: s.expires_at.map(rfc3339),
+            })
+            .collect(),
+        created_date_time: rfc3339(sp.created_at),
+    }
+}
+
+fn secret_json(new: &mlgate_core::directory::NewSecret) -> proto::ServicePrincipalSecret {
+    proto::ServicePrincipalSecret {
+        app_id: new.principal.app_id.to_string(),
+        object_id: new.principal.object_id.to_string(),
+        display_name: new.principal.display_name.clone(),
+        password: new.secret.clone(),
+        tenant: new.principal.tenant_id.to_string(),
+        key_id: new.record.id.to_string(),
+        end_date_time: new.record.expires_at.map(rfc3339),
+    }
+}
+
+pub async fn me(Caller(p): Caller) -> Json<proto::Me> {
+    let (kind, upn, app_id) = match &p.kind {
+        PrincipalKind::User { user_principal_name } => {
+            ("User", Some(user_principal_name.clone()), None)
+        }
+        PrincipalKind::ServicePrincipal { app_id } => ("ServicePrincipal", None, Some(app_id.clone())),
+    };
+    Json(proto::Me {
+        object_id: p.object_id.to_string(),
+        tenant_id: p.tenant_id.to_string(),
+        kind: kind.into(),
+        display_name: p.display_name.clone(),
+        user_principal_name: upn,
+        app_id,
+        client_app_id: p.claims.client_app_id().to_string(),
+        audience: p.claims.aud.clone(),
+        token_expires_on: p.claims.exp,
+    })
+}
+
+pub async fn list_service_principals(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+) -> Result<Json<proto::Page<proto::ServicePrincipal>>, ApiError> {
+    let all = state.authority.directory().list_service_principals(&p).await?;
+    Ok(Json(proto::Page {
+        value: all.iter().map(|(sp, s)| sp_json(sp, s)).collect(),
+        next_link: None,
+    }))
+}
+
+pub async fn create_service_principal(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<proto::CreateServicePrincipal>,
+) -> Result<(StatusCode, Json<proto::ServicePrincipalSecret>), ApiError> {
+    let new = state
+        .authority
+        .directory()
+        .create_service_principal(&p, &req.display_name, req.years)
+        .await?;
+    tracing::info!(app_id = %new.principal.app_id, by = %p.object_id, "service principal created");
+    Ok((StatusCode::CREATED, Json(secret_json(&new))))
+}
+
+pub async fn get_service_principal(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::ServicePrincipal>, ApiError> {
+    let (sp, secrets) = state.authority.directory().find_service_principal(&p, &id).await?;
+    Ok(Json(sp_json(&sp, &secrets)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateServicePrincipal {
+    account_enabled: bool,
+}
+
+pub async fn update_service_principal(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateServicePrincipal>,
+) -> Result<Json<proto::ServicePrincipal>, ApiError> {
+    let dir = state.authority.directory();
+    let sp = dir.set_service_principal_enabled(&p, &id, req.account_enabled).await?;
+    let secrets = dir.store().secrets_of(sp.object_id).await.map_err(mlgate_core::Error::from)?;
+    tracing::info!(app_id = %sp.app_id, enabled = req.account_enabled, by = %p.object_id,
+                   "service principal updated");
+    Ok(Json(sp_json(&sp, &secrets)))
+}
+
+pub async fn delete_service_principal(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.authority.directory().delete_service_principal(&p, &id).await?;
+    tracing::info!(id = %id, by = %p.object_id, "service principal deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn reset_credential(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<proto::ResetCredential>,
+) -> Result<Json<proto::ServicePrincipalSecret>, ApiError> {
+    let new = state
+        .authority
+        .directory()
+        .reset_credential(&p, &id, req.append, req.years, req.end_date.as_deref())
+        .await?;
+    tracing::info!(app_id = %new.principal.app_id, append = req.append, by = %p.object_id,
+                   "service principal credential reset");
+    Ok(Json(secret_json(&new)))
+}
+
+pub async fn subscriptions(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+) -> Result<Json<proto::Page<proto::Subscription>>, ApiError> {
+    let subs = state.authority.directory().subscriptions(&p).await?;
+    Ok(Json(proto::Page {
+        value: subs
+            .iter()
+            .map(|s| proto::Subscription {
+                id: format!("/subscriptions/{}", s.id),
+                subscription_id: s.id.to_string(),
+                tenant_id: s.tenant_id.to_string(),
+                display_name: s.display_name.clone(),
+                state: "Enabled".into(),
+            })
+            .collect(),
+        next_link: None,
+    }))
+}

@@ -1,0 +1,77 @@
+//! The HTTP surface, one module per flow or resource. Handlers are thin: parse, call the
+//! domain, shape the answer.
+
+pub mod directory;
+pub mod discovery;
+pub mod health;
+pub mod json;
+pub mod oauth;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        // OpenID Connect discovery and keys, v1 and v2.
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery::v2))
+        .route("/{tenant}/.well-known/openid-configuration", get(discovery::v1))
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::jwks))
+        .route("/{tenant}/discovery/keys", get(discovery::jwks))
+        // Token endpoints.
+        .route("/{tenant}/oauth2/token", post(oauth::token_v1))
+        .route("/{tenant}/oauth2/v2.0/token", post(oauth::token_v2))
+        .route("/{tenant}/oauth2/devicecode", post(oauth::not_enabled))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(oauth::not_enabled))
+        .route("/{tenant}/oauth2/authorize", get(oauth::not_enabled))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(oauth::not_enabled))
+        // Management API.
+        .route("/api/v1/me", get(directory::me))
+        .route(
+            "/api/v1/servicePrincipals",
+            get(directory::list_service_principals).post(directory::create_service_principal),
+        )
+        .route(
+            "/api/v1/servicePrincipals/{id}",
+            get(directory::get_service_principal)
+                .patch(directory::update_service_principal)
+                .delete(directory::delete_service_principal),
+        )
+        .route(
+            "/api/v1/servicePrincipals/{id}/credentials/reset",
+            post(directory::reset_credential),
+        )
+        .route("/subscriptions", get(directory::subscriptions))
+        .fallback(json::not_found)
+        .layer(middleware::from_fn(access_log))
+        .with_state(state)
+}
+
+/// One structured line per request. Only the route template is logged, never the query
+/// string, headers or body, which may carry secrets.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "<unmatched>".into());
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "mlgate::access",
+        %method,
+        route,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    resp
+}

@@ -1,0 +1,229 @@
+//! The token endpoints (v1 and v2). This module owns the wire format: form parsing, client
+//! authentication by HTTP Basic or form fields, size limits, and the shape of the answer.
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use mlgate_core::authority::{Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
+use mlgate_proto::TokenResponse;
+
+use crate::error::{OAuthFailure, no_store_headers};
+use crate::state::AppState;
+
+/// Token requests are a few hundred bytes; anything past this is refused unread.
+pub const MAX_TOKEN_BODY: usize = 64 * 1024;
+
+pub async fn token_v1(state: State<AppState>, tenant: Path<String>, req: Request) -> Response {
+    token(state, tenant, req, Endpoint::V1).await
+}
+
+pub async fn token_v2(state: State<AppState>, tenant: Path<String>, req: Request) -> Response {
+    token(state, tenant, req, Endpoint::V2).await
+}
+
+/// Flows that discovery names but this server does not offer yet answer with a clear OAuth
+/// error instead of a 404.
+pub async fn not_enabled() -> OAuthFailure {
+    OAuthFailure::new(GrantError::new(
+        OAuthErrorKind::InvalidRequest,
+        7000114,
+        "Interactive and device-code sign-in are not enabled on this server yet; use a client \
+         secret or a password.",
+    ))
+}
+
+fn correlation_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .map(|u| u.to_string())
+}
+
+async fn token(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    req: Request,
+    endpoint: Endpoint,
+) -> Response {
+    let correlation = correlation_id(req.headers());
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let used_basic = basic.is_some();
+    let result = async {
+        let form_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(
+                    "application/x-www-form-urlencoded",
+                )
+            })
+            .unwrap_or(false);
+        let body: Body = req.into_body();
+        let bytes = to_bytes(body, MAX_TOKEN_BODY).await.map_err(|_| {
+            OAuthFailure::new(GrantError::invalid_request("The request body is too large."))
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        })?;
+        if !form_ok {
+            return Err(OAuthFailure::new(GrantError::invalid_request(
+                "The request body must be 'application/x-www-form-urlencoded'.",
+            )));
+        }
+        let request = parse_form(&bytes, basic.as_deref(), endpoint).map_err(OAuthFailure::new)?;
+        state.authority.token(&tenant, request).await.map_err(OAuthFailure::new)
+    }
+    .await;
+    match result {
+        Ok(issued) => {
+            let v1 = endpoint == Endpoint::V1;
+            let body = TokenResponse {
+                token_type: "Bearer".into(),
+                access_token: issued.access_token,
+                expires_in: issued.expires_in,
+                ext_expires_in: Some(issued.expires_in),
+                expires_on: v1.then(|| issued.expires_on.to_string()),
+                not_before: v1.then(|| issued.not_before.to_string()),
+                resource: v1.then_some(issued.resource),
+                scope: issued.scope,
+                refresh_token: issued.refresh_token,
+                id_token: issued.id_token,
+            };
+            let mut json = serde_json::to_value(&body).unwrap_or_default();
+            if let (Some(info), Some(obj)) = (issued.client_info, json.as_object_mut()) {
+                obj.insert("client_info".into(), info.into());
+            }
+            (no_store_headers(), Json(json)).into_response()
+        }
+        Err(mut failure) => {
+            failure.correlation_id = correlation;
+            failure.basic_challenge = used_basic;
+            failure.into_response()
+        }
+    }
+}
+
+/// Parses a token request. Unknown fields (telemetry, `api-version`, `x-client-*`) are
+/// ignored; a repeated known field is an error (RFC 6749 3.2).
+fn parse_form(body: &[u8], basic: Option<&str>, endpoint: Endpoint) -> Result<TokenRequest, GrantError> {
+    const KNOWN: &[&str] = &[
+        "grant_type", "client_id", "client_secret", "resource", "scope", "username", "password",
+        "refresh_token", "client_info", "client_assertion", "client_assertion_type",
+    ];
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if KNOWN.contains(&k.as_ref()) {
+            if fields.iter().any(|(seen, _)| seen == k.as_ref()) {
+                return Err(GrantError::invalid_request(format!(
+                    "The parameter '{k}' was sent more than once."
+                )));
+            }
+            fields.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    let get = |name: &str| {
+        fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+    };
+    let required = |name: &str| {
+        get(name).ok_or_else(|| {
+            GrantError::invalid_request(format!(
+                "The request body must contain the following parameter: '{name}'."
+            ))
+        })
+    };
+    if get("client_assertion").is_some() {
+        return Err(GrantError::new(
+            OAuthErrorKind::InvalidClient,
+            700027,
+            "Certificate credentials (client_assertion) are not supported; use a client secret.",
+        ));
+    }
+    let grant = match required("grant_type")?.as_str() {
+        "client_credentials" => Grant::ClientCredentials,
+        "password" => Grant::Password {
+            username: required("username")?,
+            password: required("password")?,
+        },
+        "refresh_token" => Grant::RefreshToken { refresh_token: required("refresh_token")? },
+        other => {
+            let shown: String = other.chars().take(100).filter(|c| !c.is_control()).collect();
+            return Err(GrantError::new(
+                OAuthErrorKind::UnsupportedGrantType,
+                70003,
+                format!("The app requested an unsupported grant type '{shown}'."),
+            ));
+        }
+    };
+    let (mut client_id, mut client_secret) = (get("client_id"), get("client_secret"));
+    if let Some(header) = basic {
+        let (id, secret) = parse_basic(header).ok_or_else(|| {
+            GrantError::new(OAuthErrorKind::InvalidClient, 7000215, "The Authorization header is malformed.")
+        })?;
+        if client_id.as_ref().is_some_and(|c| *c != id) {
+            return Err(GrantError::invalid_request(
+                "The client_id in the body differs from the one in the Authorization header.",
+            ));
+        }
+        client_id = Some(id);
+        client_secret = Some(secret);
+    }
+    Ok(TokenRequest {
+        endpoint,
+        grant,
+        client_id,
+        client_secret,
+        resource: get("resource"),
+        scope: get("scope"),
+        client_info: get("client_info").as_deref() == Some("1"),
+    })
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 2.3.1).
+fn parse_basic(header: &str) -> Option<(String, String)> {
+    let (scheme, rest) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_parse_and_reject_what_they_should() {
+        let ok = parse_form(
+            b"grant_type=client_credentials&client_id=a&client_secret=b&x-client-SKU=py&resource=r",
+            None,
+            Endpoint::V1,
+        )
+        .unwrap();
+        assert_eq!(ok.grant, Grant::ClientCredentials);
+        assert_eq!(ok.client_secret.as_deref(), Some("b"));
+        let dup = parse_form(b"grant_type=password&grant_type=client_credentials", None, Endpoint::V2);
+        assert_eq!(dup.unwrap_err().kind, OAuthErrorKind::InvalidRequest);
+        let missing = parse_form(b"client_id=a", None, Endpoint::V2).unwrap_err();
+        assert_eq!(missing.kind, OAuthErrorKind::InvalidRequest);
+        let odd = parse_form(b"grant_type=implicit", None, Endpoint::V2).unwrap_err();
+        assert_eq!(odd.kind, OAuthErrorKind::UnsupportedGrantType);
+        let basic = format!("Basic {}", STANDARD.encode("app%3A1:s%2Fcret"));
+        let viaheader =
+            parse_form(b"grant_type=client_credentials", Some(&basic), Endpoint::V2).unwrap();
+        assert_eq!(viaheader.client_id.as_deref(), Some("app:1"));
+        assert_eq!(viaheader.client_secret.as_deref(), Some("s/cret"));
+    }
+}
