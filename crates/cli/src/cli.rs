@@ -119,6 +119,23 @@ pub enum AdCommand {
     /// Service principals.
     #[command(subcommand)]
     Sp(SpCommand),
+    /// Users (creating one needs a directory administrator).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    Create {
+        #[arg(long)]
+        display_name: String,
+        /// Read from MLGATE_NEW_USER_PASSWORD when not given, so it stays out of shell history.
+        #[arg(long, env = "MLGATE_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        user_principal_name: String,
+    },
+    List,
 }
 
 #[derive(Debug, Subcommand)]

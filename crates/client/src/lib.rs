@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use mlgate_proto::{
-    ApiErrorBody, CreateServicePrincipal, Me, OAuthErrorBody, Page, ResetCredential,
-    ServicePrincipal, ServicePrincipalSecret, Subscription, TokenResponse,
+    ApiErrorBody, CreateServicePrincipal, CreateUser, Me, OAuthErrorBody, Page, ResetCredential,
+    ServicePrincipal, ServicePrincipalSecret, Subscription, TokenResponse, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
@@ -202,6 +202,15 @@ impl Client {
     ) -> Result<ServicePrincipalSecret> {
         let path = format!("/api/v1/servicePrincipals/{}/credentials/reset", enc(id));
         self.send(self.api(Method::POST, &path, token).json(req)).await
+    }
+
+    pub async fn create_user(&self, token: &str, req: &CreateUser) -> Result<User> {
+        self.send(self.api(Method::POST, "/api/v1/users", token).json(req)).await
+    }
+
+    pub async fn users(&self, token: &str) -> Result<Vec<User>> {
+        let page: Page<User> = self.send(self.api(Method::GET, "/api/v1/users", token)).await?;
+        Ok(page.value)
     }
 
     pub async fn delete_service_principal(&self, token: &str, id: &str) -> Result<()> {

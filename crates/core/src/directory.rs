@@ -351,6 +351,84 @@ impl Directory {
         Ok(out)
     }
 
+    async fn ensure_admin(&self, caller: &Principal) -> Result<(), Error> {
+        if caller.is_user() {
+            if let Some(u) = self.store.user(caller.tenant_id, caller.object_id).await? {
+                if u.is_admin && u.account_enabled {
+                    return Ok(());
+                }
+            }
+        }
+        Err(Error::Forbidden(format!(
+            "'{}' is not a directory administrator of tenant '{}'",
+            caller.object_id, caller.tenant_id
+        )))
+    }
+
+    /// `az ad user create`: directory administrators only. The name must be in the tenant's
+    /// domain; the password at least 8 characters.
+    pub async fn create_user(
+        &self,
+        caller: &Principal,
+        user_principal_name: &str,
+        display_name: &str,
+        password: &str,
+    ) -> Result<User, Error> {
+        self.ensure_admin(caller).await?;
+        let tenant = self
+            .tenant(caller.tenant_id)
+            .ok_or_else(|| Error::Internal("caller's tenant is unknown".into()))?;
+        let upn = user_principal_name.trim().to_ascii_lowercase();
+        let valid_local = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 64
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || "._-+'".contains(c))
+        };
+        match upn.split_once('@') {
+            Some((local, domain)) if valid_local(local) && domain == tenant.domain => {}
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "the user principal name must be 'name@{}'",
+                    tenant.domain
+                )));
+            }
+        }
+        let display_name = display_name.trim();
+        if display_name.is_empty() || display_name.len() > MAX_DISPLAY_NAME {
+            return Err(Error::InvalidInput(format!(
+                "the display name must be 1 to {MAX_DISPLAY_NAME} characters"
+            )));
+        }
+        if password.chars().count() < 8 || password.len() > 256 {
+            return Err(Error::InvalidInput("the password must be 8 to 256 characters".into()));
+        }
+        let password = password.to_string();
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::Internal)?;
+        let user = User {
+            object_id: ObjectId::new_random(),
+            tenant_id: tenant.id,
+            user_principal_name: upn.clone(),
+            display_name: display_name.to_string(),
+            password_hash,
+            account_enabled: true,
+            is_admin: false,
+        };
+        self.store.insert_user(&user).await.map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => {
+                Error::Conflict(format!("a user named '{upn}' already exists"))
+            }
+            other => other.into(),
+        })?;
+        Ok(user)
+    }
+
+    pub async fn list_users(&self, caller: &Principal) -> Result<Vec<User>, Error> {
+        Ok(self.store.list_users(caller.tenant_id).await?)
+    }
+
     /// Owners and directory administrators manage a principal; nobody manages the CLI's.
     async fn ensure_can_manage(&self, caller: &Principal, sp: &ServicePrincipal) -> Result<(), Error> {
         if sp.public_client && sp.owner.is_none() {
@@ -362,18 +440,13 @@ impl Directory {
         if sp.owner == Some(caller.object_id) {
             return Ok(());
         }
-        if caller.is_user() {
-            if let Some(user) = self.store.user(caller.tenant_id, caller.object_id).await? {
-                if user.is_admin && user.account_enabled {
-                    return Ok(());
-                }
-            }
-        }
-        Err(Error::Forbidden(format!(
-            "'{}' may not manage service principal '{}': only its owner or a directory \
-             administrator may",
-            caller.object_id, sp.app_id
-        )))
+        self.ensure_admin(caller).await.map_err(|_| {
+            Error::Forbidden(format!(
+                "'{}' may not manage service principal '{}': only its owner or a directory \
+                 administrator may",
+                caller.object_id, sp.app_id
+            ))
+        })
     }
 
     pub async fn delete_service_principal(&self, caller: &Principal, id: &str) -> Result<(), Error> {

@@ -45,6 +45,7 @@ pub trait DirectoryStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_upn(&self, tenant: TenantId, upn: &str) -> StoreResult<Option<User>>;
     async fn user(&self, tenant: TenantId, id: ObjectId) -> StoreResult<Option<User>>;
+    async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>>;
 
     /// Inserts a principal together with its first secret.
     async fn insert_service_principal(

@@ -124,6 +124,24 @@ pub struct ServicePrincipal {
     pub created_date_time: String,
 }
 
+/// A user as the directory API returns it (Microsoft Graph's field names). No password field.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub account_enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateUser {
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub password: String,
+}
+
 /// A paged list, ARM and Graph style.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Page<T> {

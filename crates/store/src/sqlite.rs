@@ -376,6 +376,15 @@ impl DirectoryStore for SqliteStore {
         row.as_ref().map(user_from).transpose()
     }
 
+    async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE tenant_id = ? ORDER BY upn")
+            .bind(tenant.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(user_from).collect()
+    }
+
     async fn insert_service_principal(
         &self,
         sp: &ServicePrincipal,

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use mlgate_proto::{CreateServicePrincipal, ResetCredential, SdkAuth};
+use mlgate_proto::{CreateServicePrincipal, CreateUser, ResetCredential, SdkAuth};
 use serde_json::json;
 
 use super::Session;
-use crate::cli::{AdCommand, CredentialCommand, OutputFormat, SpCommand};
+use crate::cli::{AdCommand, CredentialCommand, OutputFormat, SpCommand, UserCommand};
 use crate::output;
 
 pub async fn run(
@@ -19,7 +19,14 @@ pub async fn run(
     let mut s = Session::open(server, ca)?;
     let token = s.api_token().await?;
     let c = &s.client;
-    let AdCommand::Sp(cmd) = cmd;
+    let cmd = match cmd {
+        AdCommand::Sp(cmd) => cmd,
+        AdCommand::User(UserCommand::Create { display_name, password, user_principal_name }) => {
+            let req = CreateUser { user_principal_name, display_name, password };
+            return output::print(out, &c.create_user(&token, &req).await?);
+        }
+        AdCommand::User(UserCommand::List) => return output::print(out, &c.users(&token).await?),
+    };
     match cmd {
         SpCommand::CreateForRbac { name, sdk_auth, years } => {
             let created = c

@@ -173,3 +173,34 @@ pub async fn subscriptions(
         next_link: None,
     }))
 }
+
+fn user_json(u: &model::User) -> proto::User {
+    proto::User {
+        id: u.object_id.to_string(),
+        user_principal_name: u.user_principal_name.clone(),
+        display_name: u.display_name.clone(),
+        account_enabled: u.account_enabled,
+    }
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<proto::CreateUser>,
+) -> Result<(StatusCode, Json<proto::User>), ApiError> {
+    let user = state
+        .authority
+        .directory()
+        .create_user(&p, &req.user_principal_name, &req.display_name, &req.password)
+        .await?;
+    tracing::info!(user = %user.object_id, by = %p.object_id, "user created");
+    Ok((StatusCode::CREATED, Json(user_json(&user))))
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+) -> Result<Json<proto::Page<proto::User>>, ApiError> {
+    let users = state.authority.directory().list_users(&p).await?;
+    Ok(Json(proto::Page { value: users.iter().map(user_json).collect(), next_link: None }))
+}

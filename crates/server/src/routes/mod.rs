@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/servicePrincipals/{id}/credentials/reset",
             post(directory::reset_credential),
         )
+        .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
         .route("/subscriptions", get(directory::subscriptions))
         .fallback(json::not_found)
         .layer(middleware::from_fn(access_log))

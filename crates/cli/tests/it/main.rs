@@ -1,0 +1,13 @@
+//! mlgate's integration suite: ONE test binary (each extra binary costs link time) that starts
+//! real servers in-process on ephemeral loopback ports and drives them over HTTPS through the
+//! SDK, raw HTTP, or the `mlgate` binary itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod at_rest;
+mod cli;
+mod forged_tokens;
+mod keys;
+mod lifecycle;
+mod oauth;

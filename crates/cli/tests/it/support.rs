@@ -1,0 +1,178 @@
+//! A test server: in-process, real TLS from its own local CA, a real SQLite file, and a
+//! manual clock the test can move.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mlgate_client::Client;
+use mlgate_core::clock::ManualClock;
+use mlgate_core::keys::KeySet;
+use mlgate_core::store::KeyStore;
+use mlgate_proto::{CreateServicePrincipal, ServicePrincipalSecret};
+use mlgate_server::{Server, ServerConfig};
+use mlgate_store::SqliteStore;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "admin@mlgate.local";
+pub const ADMIN_PASSWORD: &str = "Bootstrap-Pa55word-for-tests";
+pub const ARM: &str = "https://management.azure.com/";
+pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+
+/// A fresh folder under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let p = std::env::temp_dir().join(format!("mlgate-it-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub ca_pem: Vec<u8>,
+    pub ca_file: PathBuf,
+    pub clock: Arc<ManualClock>,
+    pub store: Arc<SqliteStore>,
+    pub tenant_id: String,
+    pub server_state: mlgate_server::state::AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Last, so the folder outlives the server.
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_in(TempDir::new()).await
+    }
+
+    pub async fn start_in(dir: TempDir) -> Self {
+        let mut config = ServerConfig::new(dir.0.join("data"));
+        config.bootstrap_password = Some(ADMIN_PASSWORD.into());
+        let clock = Arc::new(ManualClock::new());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let store = Arc::new(mlgate_server::open_store(&config.data_dir).await.unwrap());
+        let server = Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
+        let url = server.url().to_string();
+        let ca_file = server.startup.ca_file.clone().unwrap();
+        let ca_pem = std::fs::read(&ca_file).unwrap();
+        let tenant_id = server.state().authority.directory().tenants()[0].id.to_string();
+        let server_state = server.state().clone();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            url,
+            ca_pem,
+            ca_file,
+            clock,
+            store,
+            tenant_id,
+            server_state,
+            shutdown: Some(tx),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it; returns the folder for a restart.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        self.store.close().await;
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        dir
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, Some(&self.ca_pem)).unwrap()
+    }
+
+    /// A raw HTTP client trusting the server's CA, for requests the SDK would not send.
+    pub fn http(&self) -> reqwest::Client {
+        let certs = reqwest::Certificate::from_pem_bundle(&self.ca_pem).unwrap();
+        reqwest::Client::builder().tls_certs_only(certs).build().unwrap()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.client().password(&self.tenant_id, ADMIN, ADMIN_PASSWORD, ARM_SCOPE).await.unwrap().access_token
+    }
+
+    pub async fn create_sp(&self, name: &str) -> ServicePrincipalSecret {
+        let req = CreateServicePrincipal { display_name: name.into(), years: None };
+        self.client().create_service_principal(&self.admin_token().await, &req).await.unwrap()
+    }
+
+    pub fn token_url(&self, v2: bool) -> String {
+        if v2 {
+            format!("{}/{}/oauth2/v2.0/token", self.url, self.tenant_id)
+        } else {
+            format!("{}/{}/oauth2/token", self.url, self.tenant_id)
+        }
+    }
+
+    /// POSTs a form to a token endpoint; returns status and JSON body.
+    pub async fn post_token(&self, v2: bool, form: &[(&str, &str)]) -> (u16, Value) {
+        let resp = self.http().post(self.token_url(v2)).form(form).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    /// GET /api/v1/me with an Authorization header value.
+    pub async fn me_with(&self, authorization: Option<&str>) -> reqwest::Response {
+        let mut req = self.http().get(format!("{}/api/v1/me", self.url));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The server's signing keys, opened with its master key: lets tests mint tokens with a
+    /// genuine signature and chosen claims.
+    pub async fn key_set(&self) -> KeySet {
+        let master = mlgate_server::load_master_key(&self.data_dir(), None, true).unwrap();
+        KeySet::load(&self.store.signing_keys().await.unwrap(), &master).unwrap()
+    }
+}
+
+/// Decodes a JWT's payload without verifying it.
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+        .unwrap()
+}
+
+pub fn header(token: &str) -> Value {
+    use base64::Engine;
+    let h = token.split('.').next().unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+}
+
+/// Asserts Azure AD's error shape and returns the AADSTS code.
+pub fn assert_oauth_error(body: &Value, error: &str) -> u64 {
+    assert_eq!(body["error"], error, "body: {body}");
+    assert!(body["error_description"].as_str().unwrap().starts_with("AADSTS"), "body: {body}");
+    for field in ["timestamp", "trace_id", "correlation_id"] {
+        assert!(!body[field].as_str().unwrap().is_empty(), "missing {field}: {body}");
+    }
+    body["error_codes"][0].as_u64().unwrap()
+}
