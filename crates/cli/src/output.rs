@@ -33,7 +33,8 @@ pub fn table(value: &Value) -> String {
         other => return format!("{}\n", cell(other).unwrap_or_default()),
     };
     let Some(first) = rows.first() else { return String::new() };
-    let columns: Vec<&String> = first.iter().filter(|(_, v)| cell(v).is_some()).map(|(k, _)| k).collect();
+    let columns: Vec<&String> =
+        first.iter().filter(|(_, v)| cell(v).is_some()).map(|(k, _)| k).collect();
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| columns.iter().map(|c| r.get(*c).and_then(cell).unwrap_or_default()).collect())

@@ -82,7 +82,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         println!("clients must trust the CA at: {}", ca.display());
     }
     if s.bootstrap.created {
-        if let (Some(t), Some(upn)) = (&s.bootstrap.tenant, &s.bootstrap.admin_user_principal_name) {
+        if let (Some(t), Some(upn)) = (&s.bootstrap.tenant, &s.bootstrap.admin_user_principal_name)
+        {
             println!("created tenant {} ({}) and administrator {upn}", t.id, t.domain);
         }
         if let Some(pw) = &s.bootstrap.generated_password {

@@ -19,9 +19,9 @@ pub enum ClientError {
     #[error("cannot reach the server: {0}")]
     Transport(String),
     #[error("{} ({status}): {}", body.error, body.error_description)]
-    OAuth { status: StatusCode, body: OAuthErrorBody },
+    OAuth { status: StatusCode, body: Box<OAuthErrorBody> },
     #[error("{} ({status}): {}", body.error.code, body.error.message)]
-    Api { status: StatusCode, body: ApiErrorBody },
+    Api { status: StatusCode, body: Box<ApiErrorBody> },
     #[error("unexpected answer ({status})")]
     Unexpected { status: StatusCode },
     #[error("{0}")]
@@ -77,10 +77,10 @@ impl Client {
             return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected { status });
         }
         if let Ok(body) = serde_json::from_slice::<OAuthErrorBody>(&bytes) {
-            return Err(ClientError::OAuth { status, body });
+            return Err(ClientError::OAuth { status, body: Box::new(body) });
         }
         if let Ok(body) = serde_json::from_slice::<ApiErrorBody>(&bytes) {
-            return Err(ClientError::Api { status, body });
+            return Err(ClientError::Api { status, body: Box::new(body) });
         }
         Err(ClientError::Unexpected { status })
     }
@@ -136,7 +136,12 @@ impl Client {
         .await
     }
 
-    pub async fn refresh(&self, tenant: &str, refresh_token: &str, scope: &str) -> Result<TokenResponse> {
+    pub async fn refresh(
+        &self,
+        tenant: &str,
+        refresh_token: &str,
+        scope: &str,
+    ) -> Result<TokenResponse> {
         let scope = format!("{scope} offline_access");
         self.token(
             tenant,
@@ -155,7 +160,8 @@ impl Client {
     }
 
     pub async fn subscriptions(&self, token: &str) -> Result<Vec<Subscription>> {
-        let page: Page<Subscription> = self.send(self.api(Method::GET, "/subscriptions", token)).await?;
+        let page: Page<Subscription> =
+            self.send(self.api(Method::GET, "/subscriptions", token)).await?;
         Ok(page.value)
     }
 
@@ -226,7 +232,7 @@ impl Client {
         }
         let bytes = resp.bytes().await.unwrap_or_default();
         match serde_json::from_slice::<ApiErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status, body }),
+            Ok(body) => Err(ClientError::Api { status, body: Box::new(body) }),
             Err(_) => Err(ClientError::Unexpected { status }),
         }
     }
@@ -237,7 +243,9 @@ fn enc(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

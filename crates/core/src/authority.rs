@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::directory::{ClientEntry, Directory};
 use crate::error::Error;
 use crate::ids::{AppId, GrantFamilyId, TenantId};
-use crate::keys::{KeyError, KeyRing, KeySet, Jwk, MasterKey, new_signing_key};
+use crate::keys::{Jwk, KeyError, KeyRing, KeySet, MasterKey, new_signing_key};
 use crate::model::{KeyState, RefreshGrant, Tenant, User};
 use crate::password::{dummy_hash, verify_password};
 use crate::principal::Principal;
@@ -259,7 +259,10 @@ impl Authority {
 
     /// The resource and the v2 scope to echo. v1 names the resource; v2 scopes name it as
     /// `{resource}/.default` (or `{resource}/{permission}`).
-    fn requested_resource(&self, req: &TokenRequest) -> Result<(String, Option<String>), GrantError> {
+    fn requested_resource(
+        &self,
+        req: &TokenRequest,
+    ) -> Result<(String, Option<String>), GrantError> {
         let unknown = |r: &str| {
             GrantError::new(
                 OAuthErrorKind::InvalidResource,
@@ -442,7 +445,8 @@ impl Authority {
         req: &TokenRequest,
         scope: Option<String>,
     ) -> Result<Issued, GrantError> {
-        let invalid = |code: u32, msg: &str| GrantError::new(OAuthErrorKind::InvalidGrant, code, msg);
+        let invalid =
+            |code: u32, msg: &str| GrantError::new(OAuthErrorKind::InvalidGrant, code, msg);
         let now = self.clock.now();
         let store = self.directory.store();
         let grant = store
@@ -457,14 +461,20 @@ impl Authority {
             // Reuse: someone holds a copy. Revoke the whole family (RFC 6819 5.2.2.3).
             store.revoke_grant_family(grant.family).await.map_err(Error::from)?;
             tracing::warn!(family = %grant.family, "refresh token reuse detected; family revoked");
-            return Err(invalid(70000, "The refresh token was already used; the sign-in session \
-                                       has been revoked."));
+            return Err(invalid(
+                70000,
+                "The refresh token was already used; the sign-in session \
+                                       has been revoked.",
+            ));
         }
         if grant.expires_at <= now {
             return Err(invalid(700082, "The refresh token has expired due to inactivity."));
         }
         if grant.tenant_id != tenant.id || grant.client_id != client.principal.app_id {
-            return Err(invalid(70000, "The refresh token was issued to another client or tenant."));
+            return Err(invalid(
+                70000,
+                "The refresh token was issued to another client or tenant.",
+            ));
         }
         let user = self
             .directory
@@ -623,7 +633,8 @@ pub async fn rotate_signing_keys(
     if !keys.iter().any(|k| k.state == KeyState::Next) {
         return Err(Error::Internal("no next key to promote".into()));
     }
-    let next = new_signing_key(master, KeyState::Next, now).map_err(|e| Error::Internal(e.to_string()))?;
+    let next =
+        new_signing_key(master, KeyState::Next, now).map_err(|e| Error::Internal(e.to_string()))?;
     // Keep a retired key while any token it signed may still be valid (plus clock skew).
     let prune_before = now - max_token_lifetime - Duration::minutes(5);
     store.rotate_signing_keys(now, &next, prune_before).await?;

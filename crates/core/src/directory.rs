@@ -90,7 +90,8 @@ pub async fn bootstrap(
         created_at: now,
     };
     let keys = vec![
-        new_signing_key(master, KeyState::Active, now).map_err(|e| Error::Internal(e.to_string()))?,
+        new_signing_key(master, KeyState::Active, now)
+            .map_err(|e| Error::Internal(e.to_string()))?,
         new_signing_key(master, KeyState::Next, now).map_err(|e| Error::Internal(e.to_string()))?,
     ];
     let data = Bootstrap {
@@ -118,7 +119,9 @@ fn validate_domain(domain: &str) -> Result<(), Error> {
         && domain.len() <= 253
         && domain.contains('.')
         && domain.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if ok { Ok(()) } else { Err(Error::InvalidInput(format!("'{domain}' is not a domain name"))) }
 }
@@ -132,8 +135,11 @@ pub struct ClientEntry {
 
 /// Recently looked-up clients, keyed by tenant and appId. Unknown clients are not cached, so
 /// random client ids cannot fill it; it is also bounded.
+type ClientKey = (TenantId, AppId);
+
 struct ClientCache {
-    entries: RwLock<HashMap<(TenantId, AppId), (OffsetDateTime, Arc<ClientEntry>)>>,
+    /// Each entry with the time it was read from the store.
+    entries: RwLock<HashMap<ClientKey, (OffsetDateTime, Arc<ClientEntry>)>>,
     ttl: Duration,
 }
 
@@ -352,12 +358,12 @@ impl Directory {
     }
 
     async fn ensure_admin(&self, caller: &Principal) -> Result<(), Error> {
-        if caller.is_user() {
-            if let Some(u) = self.store.user(caller.tenant_id, caller.object_id).await? {
-                if u.is_admin && u.account_enabled {
-                    return Ok(());
-                }
-            }
+        if caller.is_user()
+            && let Some(u) = self.store.user(caller.tenant_id, caller.object_id).await?
+            && u.is_admin
+            && u.account_enabled
+        {
+            return Ok(());
         }
         Err(Error::Forbidden(format!(
             "'{}' is not a directory administrator of tenant '{}'",
@@ -430,7 +436,11 @@ impl Directory {
     }
 
     /// Owners and directory administrators manage a principal; nobody manages the CLI's.
-    async fn ensure_can_manage(&self, caller: &Principal, sp: &ServicePrincipal) -> Result<(), Error> {
+    async fn ensure_can_manage(
+        &self,
+        caller: &Principal,
+        sp: &ServicePrincipal,
+    ) -> Result<(), Error> {
         if sp.public_client && sp.owner.is_none() {
             return Err(Error::Forbidden(format!(
                 "'{}' is a built-in application and cannot be changed",
@@ -449,7 +459,11 @@ impl Directory {
         })
     }
 
-    pub async fn delete_service_principal(&self, caller: &Principal, id: &str) -> Result<(), Error> {
+    pub async fn delete_service_principal(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<(), Error> {
         let (sp, _) = self.find_service_principal(caller, id).await?;
         self.ensure_can_manage(caller, &sp).await?;
         self.store.delete_service_principal(sp.tenant_id, sp.object_id).await?;

@@ -77,9 +77,9 @@ mod tests {
 
     #[test]
     fn guids_print_lower_case_and_parse_any_case() {
-        let id: TenantId = "6F1A2B3C-0000-4000-8000-00000000000A".parse().unwrap_or_else(|_| {
-            TenantId(Uuid::nil())
-        });
+        let id: TenantId = "6F1A2B3C-0000-4000-8000-00000000000A"
+            .parse()
+            .unwrap_or_else(|_| TenantId(Uuid::nil()));
         assert_eq!(id.to_string(), "6f1a2b3c-0000-4000-8000-00000000000a");
         assert!("not-a-guid".parse::<AppId>().is_err());
     }

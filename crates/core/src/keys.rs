@@ -92,10 +92,8 @@ impl MasterKey {
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Unseal)?;
         let mut buf = ct.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(aad), &mut buf)
-            .map_err(|_| KeyError::Unseal)?;
+        let plain =
+            self.0.open_in_place(nonce, Aad::from(aad), &mut buf).map_err(|_| KeyError::Unseal)?;
         Ok(plain.to_vec())
     }
 }

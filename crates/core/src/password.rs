@@ -1,8 +1,8 @@
 //! Password hashing with argon2id (RFC 9106 parameters of the `argon2` crate's defaults).
 //! Security-critical. Verification is slow on purpose; callers run it on a blocking thread.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 use crate::secrets::random_bytes;
 

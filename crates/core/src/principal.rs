@@ -33,11 +33,8 @@ impl Principal {
                 .unwrap_or_default();
             PrincipalKind::User { user_principal_name: upn }
         };
-        let display_name = claims
-            .name
-            .clone()
-            .or_else(|| claims.app_displayname.clone())
-            .unwrap_or_default();
+        let display_name =
+            claims.name.clone().or_else(|| claims.app_displayname.clone()).unwrap_or_default();
         Some(Self { object_id, tenant_id, kind, display_name, claims })
     }
 

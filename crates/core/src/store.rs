@@ -63,7 +63,8 @@ pub trait DirectoryStore: Send + Sync {
         tenant: TenantId,
         id: ObjectId,
     ) -> StoreResult<Option<ServicePrincipal>>;
-    async fn list_service_principals(&self, tenant: TenantId) -> StoreResult<Vec<ServicePrincipal>>;
+    async fn list_service_principals(&self, tenant: TenantId)
+    -> StoreResult<Vec<ServicePrincipal>>;
     async fn set_service_principal_enabled(
         &self,
         tenant: TenantId,

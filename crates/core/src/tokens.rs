@@ -127,13 +127,14 @@ pub fn verify_access_token(
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims = HashSet::new();
-    let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
-        match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-            _ => TokenError::Malformed,
-        }
-    })?;
+    let data =
+        jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+                _ => TokenError::Malformed,
+            }
+        })?;
     let claims = data.claims;
 
     let now = now.unix_timestamp();

@@ -17,7 +17,10 @@ use uuid::Uuid;
 #[derive(Debug)]
 pub enum ApiError {
     /// No bearer token, or one that failed verification.
-    Unauthenticated { reason: Option<TokenError>, authorization_uri: String },
+    Unauthenticated {
+        reason: Option<TokenError>,
+        authorization_uri: String,
+    },
     Core(mlgate_core::Error),
     BadRequest(String),
     PayloadTooLarge,
@@ -41,7 +44,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated { reason, authorization_uri } => {
                 let (challenge, code, message) = match reason {
                     None => (
-                        format!(r#"Bearer realm="mlgate", authorization_uri="{authorization_uri}""#),
+                        format!(
+                            r#"Bearer realm="mlgate", authorization_uri="{authorization_uri}""#
+                        ),
                         codes::AUTHENTICATION_FAILED,
                         "The request has no 'Authorization: Bearer' header.".to_string(),
                     ),
@@ -143,7 +148,10 @@ impl IntoResponse for OAuthFailure {
         };
         let mut headers = no_store_headers();
         if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="mlgate""#));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="mlgate""#),
+            );
         }
         (self.status, headers, Json(body)).into_response()
     }

@@ -98,7 +98,11 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 
 /// Reads the master key from `explicit`, or from `{data_dir}/master.key`, creating it (mode
 /// 0600) when the store holds no sealed key yet.
-pub fn load_master_key(data_dir: &Path, explicit: Option<&str>, store_has_keys: bool) -> Result<MasterKey> {
+pub fn load_master_key(
+    data_dir: &Path,
+    explicit: Option<&str>,
+    store_has_keys: bool,
+) -> Result<MasterKey> {
     if let Some(k) = explicit {
         return MasterKey::from_encoded(k).context("MLGATE_MASTER_KEY");
     }
@@ -119,12 +123,14 @@ pub fn load_master_key(data_dir: &Path, explicit: Option<&str>, store_has_keys: 
             .with_context(|| format!("creating {}", path.display()))?;
         std::io::Write::write_all(&mut f, MasterKey::generate_encoded().as_bytes())?;
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     MasterKey::from_encoded(&text).with_context(|| format!("{}", path.display()))
 }
 
 pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
     SqliteStore::open(&database_path(data_dir))
         .await
@@ -194,9 +200,10 @@ impl Server {
 
         let (tls, ca_file) = match &config.tls {
             TlsMode::Disabled => (None, None),
-            TlsMode::Files { cert, key } => {
-                (Some(RustlsConfig::from_pem_file(cert, key).await.context("loading TLS files")?), None)
-            }
+            TlsMode::Files { cert, key } => (
+                Some(RustlsConfig::from_pem_file(cert, key).await.context("loading TLS files")?),
+                None,
+            ),
             TlsMode::LocalCa => {
                 let files = tls::ensure_local_ca(&config.data_dir.join("tls"), host_of(&url))?;
                 let cfg = RustlsConfig::from_pem_file(&files.cert, &files.key)
@@ -225,7 +232,8 @@ impl Server {
         .await
         .map_err(|e| anyhow::anyhow!("loading signing keys: {e}"))?;
 
-        let state = AppState { authority: Arc::new(authority), store, public_url: url.clone().into() };
+        let state =
+            AppState { authority: Arc::new(authority), store, public_url: url.clone().into() };
         let app = routes::router(state.clone());
         listener.set_nonblocking(true)?;
         Ok(Self {
@@ -271,7 +279,10 @@ impl Server {
         let service = self.app.into_make_service();
         let served = match self.tls {
             Some(cfg) => {
-                axum_server::from_tcp_rustls(self.listener, cfg)?.handle(handle).serve(service).await
+                axum_server::from_tcp_rustls(self.listener, cfg)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
             }
             None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
         };

@@ -16,8 +16,7 @@ use mlgate_core::store::{
     Bootstrap, DirectoryStore, GrantStore, KeyStore, Store, StoreError, StoreResult,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
@@ -39,9 +38,9 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
             StoreError::Conflict("refers to a missing record".into())
         }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         other => StoreError::Unavailable(other.to_string()),
     }
 }
@@ -203,7 +202,10 @@ fn grant_from(row: &SqliteRow) -> StoreResult<RefreshGrant> {
     })
 }
 
-async fn insert_sp<'c, E: sqlx::SqliteExecutor<'c>>(e: E, sp: &ServicePrincipal) -> StoreResult<()> {
+async fn insert_sp<'c, E: sqlx::SqliteExecutor<'c>>(
+    e: E,
+    sp: &ServicePrincipal,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO service_principals (object_id, app_id, tenant_id, display_name, \
          account_enabled, public_client, owner, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -240,7 +242,10 @@ async fn insert_secret<'c, E: sqlx::SqliteExecutor<'c>>(e: E, s: &ClientSecret) 
     Ok(())
 }
 
-async fn insert_key<'c, E: sqlx::SqliteExecutor<'c>>(e: E, k: &SigningKeyRecord) -> StoreResult<()> {
+async fn insert_key<'c, E: sqlx::SqliteExecutor<'c>>(
+    e: E,
+    k: &SigningKeyRecord,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO signing_keys (kid, state, sealed_private_key, public_key, created_at, \
          retired_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -279,11 +284,12 @@ async fn insert_user<'c, E: sqlx::SqliteExecutor<'c>>(e: E, u: &User) -> StoreRe
 impl DirectoryStore for SqliteStore {
     async fn bootstrap(&self, data: &Bootstrap) -> StoreResult<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let marked = sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('bootstrapped', ?)")
-            .bind(data.tenant.id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let marked =
+            sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('bootstrapped', ?)")
+                .bind(data.tenant.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         if marked.rows_affected() == 0 {
             return Ok(false);
         }
@@ -403,12 +409,13 @@ impl DirectoryStore for SqliteStore {
         tenant: TenantId,
         app_id: AppId,
     ) -> StoreResult<Option<ServicePrincipal>> {
-        let row = sqlx::query("SELECT * FROM service_principals WHERE tenant_id = ? AND app_id = ?")
-            .bind(tenant.to_string())
-            .bind(app_id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row =
+            sqlx::query("SELECT * FROM service_principals WHERE tenant_id = ? AND app_id = ?")
+                .bind(tenant.to_string())
+                .bind(app_id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
         row.as_ref().map(sp_from).transpose()
     }
 
@@ -427,7 +434,10 @@ impl DirectoryStore for SqliteStore {
         row.as_ref().map(sp_from).transpose()
     }
 
-    async fn list_service_principals(&self, tenant: TenantId) -> StoreResult<Vec<ServicePrincipal>> {
+    async fn list_service_principals(
+        &self,
+        tenant: TenantId,
+    ) -> StoreResult<Vec<ServicePrincipal>> {
         let rows = sqlx::query(
             "SELECT * FROM service_principals WHERE tenant_id = ? ORDER BY display_name, object_id",
         )
@@ -457,21 +467,23 @@ impl DirectoryStore for SqliteStore {
     }
 
     async fn delete_service_principal(&self, tenant: TenantId, id: ObjectId) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM service_principals WHERE tenant_id = ? AND object_id = ?")
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let done =
+            sqlx::query("DELETE FROM service_principals WHERE tenant_id = ? AND object_id = ?")
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
     async fn secrets_of(&self, principal: ObjectId) -> StoreResult<Vec<ClientSecret>> {
-        let rows = sqlx::query("SELECT * FROM client_secrets WHERE principal = ? ORDER BY created_at")
-            .bind(principal.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows =
+            sqlx::query("SELECT * FROM client_secrets WHERE principal = ? ORDER BY created_at")
+                .bind(principal.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
         rows.iter().map(secret_from).collect()
     }
 
@@ -506,18 +518,21 @@ impl KeyStore for SqliteStore {
         prune_retired_before: OffsetDateTime,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let next: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE state = 'next'")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let next: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE state = 'next'")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
         if next == 0 {
             return Err(StoreError::Conflict("no next key to promote".into()));
         }
-        sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE state = 'active'")
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE state = 'active'",
+        )
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         sqlx::query("UPDATE signing_keys SET state = 'active' WHERE state = 'next'")
             .execute(&mut *tx)
             .await
@@ -572,12 +587,14 @@ impl GrantStore for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let grant = grant_from(&row)?;
         if grant.used_at.is_none() {
-            sqlx::query("UPDATE refresh_grants SET used_at = ? WHERE digest = ? AND used_at IS NULL")
-                .bind(ts(now))
-                .bind(digest.to_vec())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+            sqlx::query(
+                "UPDATE refresh_grants SET used_at = ? WHERE digest = ? AND used_at IS NULL",
+            )
+            .bind(ts(now))
+            .bind(digest.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(Some(grant))

@@ -30,7 +30,10 @@ pub async fn run(
     match cmd {
         SpCommand::CreateForRbac { name, sdk_auth, years } => {
             let created = c
-                .create_service_principal(&token, &CreateServicePrincipal { display_name: name, years })
+                .create_service_principal(
+                    &token,
+                    &CreateServicePrincipal { display_name: name, years },
+                )
                 .await?;
             if sdk_auth {
                 let Some(subscription_id) = s.profile.subscription_id.clone() else {
@@ -74,7 +77,9 @@ pub async fn run(
             };
             output::print(out, &c.set_service_principal_enabled(&token, &id, enabled).await?)
         }
-        SpCommand::Delete { id } => c.delete_service_principal(&token, &id).await.map_err(Into::into),
+        SpCommand::Delete { id } => {
+            c.delete_service_principal(&token, &id).await.map_err(Into::into)
+        }
         SpCommand::Credential(CredentialCommand::Reset { id, append, years, end_date }) => {
             let reset = c
                 .reset_credential(&token, &id, &ResetCredential { append, years, end_date })

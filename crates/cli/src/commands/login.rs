@@ -57,7 +57,10 @@ pub async fn login(
     let mut tokens = BTreeMap::new();
     tokens.insert(
         mlgate_proto::DEFAULT_RESOURCE.to_string(),
-        CachedToken { access_token: resp.access_token.clone(), expires_on: now() + resp.expires_in },
+        CachedToken {
+            access_token: resp.access_token.clone(),
+            expires_on: now() + resp.expires_in,
+        },
     );
     let profile = Profile {
         server: client.base_url().to_string(),
@@ -88,7 +91,10 @@ pub async fn login(
         })
         .collect();
     if listing.is_empty() {
-        return output::print(out, &json!([{"tenantId": tenant_id, "user": {"name": user_name, "type": user_type}}]));
+        return output::print(
+            out,
+            &json!([{"tenantId": tenant_id, "user": {"name": user_name, "type": user_type}}]),
+        );
     }
     output::print(out, &listing)
 }

@@ -42,7 +42,8 @@ fn resolve_ca(flag: Option<PathBuf>, profile: Option<&Profile>) -> Option<PathBu
 fn connect(server: &str, ca: Option<&Path>) -> Result<Client> {
     let pem = match ca {
         Some(path) => Some(
-            std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?,
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
         ),
         None => None,
     };
@@ -81,10 +82,10 @@ impl Session {
     /// An access token for `resource`, from the cache while it has five minutes left,
     /// otherwise renewed with the refresh token or the service principal's secret.
     pub async fn token(&mut self, resource: &str) -> Result<(String, i64)> {
-        if let Some(t) = self.profile.tokens.get(resource) {
-            if t.expires_on - now() > RENEW_BEFORE_SECS {
-                return Ok((t.access_token.clone(), t.expires_on));
-            }
+        if let Some(t) = self.profile.tokens.get(resource)
+            && t.expires_on - now() > RENEW_BEFORE_SECS
+        {
+            return Ok((t.access_token.clone(), t.expires_on));
         }
         let scope = format!("{}/.default", resource.trim_end_matches('/'));
         let tenant = self.profile.tenant_id.clone();
@@ -94,10 +95,9 @@ impl Session {
                 .refresh(&tenant, refresh_token, &scope)
                 .await
                 .context("your sign-in has expired or was revoked; run 'mlgate login' again")?,
-            Credential::ServicePrincipal { client_id, client_secret } => self
-                .client
-                .client_credentials(&tenant, client_id, client_secret, &scope)
-                .await?,
+            Credential::ServicePrincipal { client_id, client_secret } => {
+                self.client.client_credentials(&tenant, client_id, client_secret, &scope).await?
+            }
         };
         if let (Some(rt), Credential::User { refresh_token }) =
             (resp.refresh_token.clone(), &mut self.profile.credential)

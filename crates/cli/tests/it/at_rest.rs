@@ -16,25 +16,36 @@ async fn the_database_files_hold_no_secret_in_clear() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
     let c = s.client();
-    let mut secrets: Vec<(String, Vec<u8>)> = vec![("admin password".into(), ADMIN_PASSWORD.into())];
+    let mut secrets: Vec<(String, Vec<u8>)> =
+        vec![("admin password".into(), ADMIN_PASSWORD.into())];
 
     for i in 0..3 {
         let pw = format!("User-{i}-Passw0rd-{}", uuid::Uuid::new_v4());
-        c.create_user(&admin, &CreateUser {
-            user_principal_name: format!("user{i}@mlgate.local"),
-            display_name: format!("User {i}"),
-            password: pw.clone(),
-        })
+        c.create_user(
+            &admin,
+            &CreateUser {
+                user_principal_name: format!("user{i}@mlgate.local"),
+                display_name: format!("User {i}"),
+                password: pw.clone(),
+            },
+        )
         .await
         .unwrap();
-        let t = c.password(&s.tenant_id, &format!("user{i}@mlgate.local"), &pw, ARM_SCOPE).await.unwrap();
+        let t = c
+            .password(&s.tenant_id, &format!("user{i}@mlgate.local"), &pw, ARM_SCOPE)
+            .await
+            .unwrap();
         secrets.push((format!("user{i} password"), pw.into_bytes()));
         secrets.push((format!("user{i} refresh token"), t.refresh_token.unwrap().into_bytes()));
     }
     for i in 0..3 {
         let sp = s.create_sp(&format!("at-rest-{i}")).await;
         let more = c
-            .reset_credential(&admin, &sp.app_id, &ResetCredential { append: true, ..Default::default() })
+            .reset_credential(
+                &admin,
+                &sp.app_id,
+                &ResetCredential { append: true, ..Default::default() },
+            )
             .await
             .unwrap();
         // The secrets really are in use, not just minted.
@@ -46,7 +57,8 @@ async fn the_database_files_hold_no_secret_in_clear() {
     // Private keys, in DER and in the base64 forms they might be written in.
     let master_text = std::fs::read_to_string(s.data_dir().join("master.key")).unwrap();
     secrets.push(("master key (text)".into(), master_text.trim().as_bytes().to_vec()));
-    let master_raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(master_text.trim()).unwrap();
+    let master_raw =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(master_text.trim()).unwrap();
     secrets.push(("master key (raw)".into(), master_raw));
     let master = mlgate_server::load_master_key(&s.data_dir(), None, true).unwrap();
     let keys = s.store.signing_keys().await.unwrap();
@@ -57,7 +69,10 @@ async fn the_database_files_hold_no_secret_in_clear() {
         // from its middle as well as for the whole document.
         secrets.push((format!("private key {} (pkcs8)", k.kid), der.clone()));
         secrets.push((format!("private key {} (excerpt)", k.kid), der[40..64].to_vec()));
-        secrets.push((format!("private key {} (b64)", k.kid), base64::engine::general_purpose::STANDARD.encode(&der).into_bytes()));
+        secrets.push((
+            format!("private key {} (b64)", k.kid),
+            base64::engine::general_purpose::STANDARD.encode(&der).into_bytes(),
+        ));
     }
 
     let dir = s.data_dir();

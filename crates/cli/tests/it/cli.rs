@@ -71,7 +71,10 @@ async fn the_seed_flow_through_the_cli() {
     assert_eq!(login[0]["tenantId"], s.tenant_id);
     assert_eq!(mode(&cli.profile()), 0o600, "cached credentials are private");
     assert_eq!(mode(&cli.config.0), 0o700);
-    assert!(!std::fs::read_to_string(cli.profile()).unwrap().contains(ADMIN_PASSWORD), "the password is not cached");
+    assert!(
+        !std::fs::read_to_string(cli.profile()).unwrap().contains(ADMIN_PASSWORD),
+        "the password is not cached"
+    );
 
     let account = cli.run(&["account", "show"]).await.json();
     assert_eq!(account["user"]["type"], "user");
@@ -80,15 +83,26 @@ async fn the_seed_flow_through_the_cli() {
     let token = cli.run(&["account", "get-access-token"]).await.json();
     let me = s.client().me(token["accessToken"].as_str().unwrap()).await.unwrap();
     assert_eq!(me.user_principal_name.as_deref(), Some(ADMIN));
-    let other = cli.run(&["account", "get-access-token", "--resource", "https://ml.azure.com"]).await.json();
+    let other = cli
+        .run(&["account", "get-access-token", "--resource", "https://ml.azure.com"])
+        .await
+        .json();
     assert_eq!(claims(other["accessToken"].as_str().unwrap())["aud"], "https://ml.azure.com");
 
     // create-for-rbac --sdk-auth: the JSON Azure SDKs read, pointing at this server.
-    let auth = cli.run(&["ad", "sp", "create-for-rbac", "--sdk-auth", "--name", "ml-auth"]).await.json();
+    let auth =
+        cli.run(&["ad", "sp", "create-for-rbac", "--sdk-auth", "--name", "ml-auth"]).await.json();
     for f in [
-        "clientId", "clientSecret", "subscriptionId", "tenantId", "activeDirectoryEndpointUrl",
-        "resourceManagerEndpointUrl", "activeDirectoryGraphResourceId", "sqlManagementEndpointUrl",
-        "galleryEndpointUrl", "managementEndpointUrl",
+        "clientId",
+        "clientSecret",
+        "subscriptionId",
+        "tenantId",
+        "activeDirectoryEndpointUrl",
+        "resourceManagerEndpointUrl",
+        "activeDirectoryGraphResourceId",
+        "sqlManagementEndpointUrl",
+        "galleryEndpointUrl",
+        "managementEndpointUrl",
     ] {
         assert!(auth[f].as_str().is_some_and(|v| !v.is_empty()), "{f} missing: {auth}");
     }
@@ -105,7 +119,8 @@ async fn the_seed_flow_through_the_cli() {
     assert_eq!(shown["displayName"], "ml-auth");
     assert_eq!(shown["passwordCredentials"][0]["hint"], secret[..3]);
     assert!(!shown.to_string().contains(&secret), "show never reveals the secret");
-    let by_object = cli.run(&["ad", "sp", "show", "--id", shown["id"].as_str().unwrap()]).await.json();
+    let by_object =
+        cli.run(&["ad", "sp", "show", "--id", shown["id"].as_str().unwrap()]).await.json();
     assert_eq!(by_object["appId"], app_id);
 
     let table = cli.run(&["ad", "sp", "list", "-o", "table"]).await;
@@ -119,7 +134,8 @@ async fn the_seed_flow_through_the_cli() {
     assert!(c.client_credentials(&s.tenant_id, &app_id, &secret, ARM_SCOPE).await.is_err());
     assert!(c.client_credentials(&s.tenant_id, &app_id, &second, ARM_SCOPE).await.is_ok());
     // with --append both work.
-    let third = cli.run(&["ad", "sp", "credential", "reset", "--id", &app_id, "--append"]).await.json();
+    let third =
+        cli.run(&["ad", "sp", "credential", "reset", "--id", &app_id, "--append"]).await.json();
     let third = third["password"].as_str().unwrap().to_string();
     for sec in [&second, &third] {
         assert!(c.client_credentials(&s.tenant_id, &app_id, sec, ARM_SCOPE).await.is_ok());
@@ -128,21 +144,42 @@ async fn the_seed_flow_through_the_cli() {
     // A service-principal sign-in in another profile.
     let sp_cli = Cli::new(&s);
     let out = sp_cli
-        .run(&["login", "--service-principal", "-u", &app_id, "-p", &third, "--tenant", &s.tenant_id])
+        .run(&[
+            "login",
+            "--service-principal",
+            "-u",
+            &app_id,
+            "-p",
+            &third,
+            "--tenant",
+            &s.tenant_id,
+        ])
         .await
         .json();
     assert_eq!(out[0]["user"]["type"], "servicePrincipal");
     let t = sp_cli.run(&["account", "get-access-token"]).await.json();
     assert_eq!(claims(t["accessToken"].as_str().unwrap())["azp"], app_id);
     let bad = sp_cli
-        .run(&["login", "--service-principal", "-u", &app_id, "-p", "wrong", "--tenant", &s.tenant_id])
+        .run(&[
+            "login",
+            "--service-principal",
+            "-u",
+            &app_id,
+            "-p",
+            "wrong",
+            "--tenant",
+            &s.tenant_id,
+        ])
         .await;
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("invalid_client"), "{}", bad.stderr);
     assert!(!bad.stderr.contains("wrong\""), "no secret echoed: {}", bad.stderr);
 
     // Disable, then delete.
-    let upd = cli.run(&["ad", "sp", "update", "--id", &app_id, "--set", "accountEnabled=false"]).await.json();
+    let upd = cli
+        .run(&["ad", "sp", "update", "--id", &app_id, "--set", "accountEnabled=false"])
+        .await
+        .json();
     assert_eq!(upd["accountEnabled"], false);
     assert!(c.client_credentials(&s.tenant_id, &app_id, &third, ARM_SCOPE).await.is_err());
     let del = cli.run(&["ad", "sp", "delete", "--id", &app_id]).await;
@@ -153,13 +190,25 @@ async fn the_seed_flow_through_the_cli() {
 
     // Users, created by the administrator and signing in.
     let created = cli
-        .run(&["ad", "user", "create", "--display-name", "Dana", "--user-principal-name",
-               "dana@mlgate.local", "--password", "Dana-Passw0rd!"])
+        .run(&[
+            "ad",
+            "user",
+            "create",
+            "--display-name",
+            "Dana",
+            "--user-principal-name",
+            "dana@mlgate.local",
+            "--password",
+            "Dana-Passw0rd!",
+        ])
         .await
         .json();
     assert_eq!(created["userPrincipalName"], "dana@mlgate.local");
     let dana = Cli::new(&s);
-    assert_eq!(dana.run(&["login", "-u", "dana@mlgate.local", "-p", "Dana-Passw0rd!"]).await.code, 0);
+    assert_eq!(
+        dana.run(&["login", "-u", "dana@mlgate.local", "-p", "Dana-Passw0rd!"]).await.code,
+        0
+    );
     let wrong = dana.run(&["login", "-u", "dana@mlgate.local", "-p", "nope"]).await;
     assert_eq!(wrong.code, 1);
     assert!(wrong.stderr.contains("invalid_grant"), "{}", wrong.stderr);
@@ -180,7 +229,8 @@ async fn the_cli_renews_an_expiring_token_with_its_rotating_refresh_token() {
     assert_eq!(first["accessToken"], again["accessToken"], "a fresh token comes from the cache");
 
     // Make the cached token look nearly expired: the CLI must renew it.
-    let mut profile: Value = serde_json::from_str(&std::fs::read_to_string(cli.profile()).unwrap()).unwrap();
+    let mut profile: Value =
+        serde_json::from_str(&std::fs::read_to_string(cli.profile()).unwrap()).unwrap();
     let rt_before = profile["credential"]["refreshToken"].as_str().unwrap().to_string();
     for (_, t) in profile["tokens"].as_object_mut().unwrap() {
         t["expiresOn"] = Value::from(time::OffsetDateTime::now_utc().unix_timestamp() + 60);
@@ -188,6 +238,11 @@ async fn the_cli_renews_an_expiring_token_with_its_rotating_refresh_token() {
     std::fs::write(cli.profile(), profile.to_string()).unwrap();
     let renewed = cli.run(&["account", "get-access-token"]).await.json();
     assert_ne!(renewed["accessToken"], first["accessToken"]);
-    let profile: Value = serde_json::from_str(&std::fs::read_to_string(cli.profile()).unwrap()).unwrap();
-    assert_ne!(profile["credential"]["refreshToken"], rt_before.as_str(), "the rotated token was kept");
+    let profile: Value =
+        serde_json::from_str(&std::fs::read_to_string(cli.profile()).unwrap()).unwrap();
+    assert_ne!(
+        profile["credential"]["refreshToken"],
+        rt_before.as_str(),
+        "the rotated token was kept"
+    );
 }

@@ -33,9 +33,17 @@ async fn assert_refused(s: &TestServer, label: &str, authorization: &str) {
 async fn forged_and_damaged_tokens_are_all_refused() {
     let s = TestServer::start().await;
     let sp = s.create_sp("victim").await;
-    let good = s.client().client_credentials(&s.tenant_id, &sp.app_id, &sp.password, ARM_SCOPE).await.unwrap();
+    let good = s
+        .client()
+        .client_credentials(&s.tenant_id, &sp.app_id, &sp.password, ARM_SCOPE)
+        .await
+        .unwrap();
     let token = good.access_token;
-    assert_eq!(s.me_with(Some(&format!("Bearer {token}"))).await.status(), 200, "the control must pass");
+    assert_eq!(
+        s.me_with(Some(&format!("Bearer {token}"))).await.status(),
+        200,
+        "the control must pass"
+    );
 
     let h = header(&token);
     let c = claims(&token);
@@ -65,17 +73,24 @@ async fn forged_and_damaged_tokens_are_all_refused() {
     let parts: Vec<&str> = token.split('.').collect();
     let mut evil = c.clone();
     evil["oid"] = json!(uuid::Uuid::new_v4().to_string());
-    corpus.push(("tampered payload", format!("{}.{}.{}", parts[0], B64.encode(evil.to_string()), parts[2])));
+    corpus.push((
+        "tampered payload",
+        format!("{}.{}.{}", parts[0], B64.encode(evil.to_string()), parts[2]),
+    ));
     // Tampered header (kid swapped) and signature bit flip.
     let mut sig = B64.decode(parts[2]).unwrap();
     sig[10] ^= 1;
-    corpus.push(("flipped signature bit", format!("{}.{}.{}", parts[0], parts[1], B64.encode(&sig))));
+    corpus
+        .push(("flipped signature bit", format!("{}.{}.{}", parts[0], parts[1], B64.encode(&sig))));
 
     // Signed with a key of the attacker's: unknown kid, and the server's kid.
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let attacker = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    for (label, k) in [("unknown kid", "attacker-key"), ("attacker key under the real kid", kid.as_str())] {
+    let attacker =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    for (label, k) in
+        [("unknown kid", "attacker-key"), ("attacker key under the real kid", kid.as_str())]
+    {
         let msg = jws(&json!({"alg": "ES256", "typ": "JWT", "kid": k}), &c);
         let sig = attacker.sign(&rng, msg.as_bytes()).unwrap();
         corpus.push((label, format!("{msg}.{}", B64.encode(sig.as_ref()))));
@@ -94,23 +109,38 @@ async fn forged_and_damaged_tokens_are_all_refused() {
         f(&mut cl);
         keys.signer.sign_jwt(&cl).unwrap()
     };
-    corpus.push(("expired", mint(&|cl| {
-        cl.iat = now - 7200;
-        cl.nbf = now - 7200;
-        cl.exp = now - 3600;
-    })));
-    corpus.push(("not yet valid", mint(&|cl| {
-        cl.nbf = now + 3600;
-        cl.exp = now + 7200;
-    })));
+    corpus.push((
+        "expired",
+        mint(&|cl| {
+            cl.iat = now - 7200;
+            cl.nbf = now - 7200;
+            cl.exp = now - 3600;
+        }),
+    ));
+    corpus.push((
+        "not yet valid",
+        mint(&|cl| {
+            cl.nbf = now + 3600;
+            cl.exp = now + 7200;
+        }),
+    ));
     corpus.push(("wrong audience", mint(&|cl| cl.aud = "https://graph.microsoft.com".into())));
-    corpus.push(("wrong issuer", mint(&|cl| cl.iss = format!("https://evil.example/{}/v2.0", s.tenant_id))));
-    corpus.push(("issuer of another tenant", mint(&|cl| {
-        let other = uuid::Uuid::new_v4().to_string();
-        cl.iss = format!("{}/{other}/v2.0", s.url);
-        cl.tid = other;
-    })));
-    corpus.push(("tenant mismatch with issuer", mint(&|cl| cl.tid = uuid::Uuid::new_v4().to_string())));
+    corpus.push((
+        "wrong issuer",
+        mint(&|cl| cl.iss = format!("https://evil.example/{}/v2.0", s.tenant_id)),
+    ));
+    corpus.push((
+        "issuer of another tenant",
+        mint(&|cl| {
+            let other = uuid::Uuid::new_v4().to_string();
+            cl.iss = format!("{}/{other}/v2.0", s.url);
+            cl.tid = other;
+        }),
+    ));
+    corpus.push((
+        "tenant mismatch with issuer",
+        mint(&|cl| cl.tid = uuid::Uuid::new_v4().to_string()),
+    ));
 
     // Damaged and garbage values.
     corpus.push(("truncated", token[..token.len() - 12].to_string()));
@@ -121,14 +151,23 @@ async fn forged_and_damaged_tokens_are_all_refused() {
     corpus.push(("four parts", format!("{token}.extra")));
     corpus.push(("non-base64", "%%%.%%%.%%%".into()));
     corpus.push(("huge", "a".repeat(20_000)));
-    corpus.push(("json header that is not an object", format!("{}.{}.{}", B64.encode("[]"), parts[1], parts[2])));
+    corpus.push((
+        "json header that is not an object",
+        format!("{}.{}.{}", B64.encode("[]"), parts[1], parts[2]),
+    ));
 
     for (label, t) in &corpus {
         assert_refused(&s, label, &format!("Bearer {t}")).await;
     }
 
     // Wrong schemes and shapes of the header itself.
-    for auth in [format!("Basic {token}"), format!("Token {token}"), token.clone(), "Bearer".into(), "Bearer ".into()] {
+    for auth in [
+        format!("Basic {token}"),
+        format!("Token {token}"),
+        token.clone(),
+        "Bearer".into(),
+        "Bearer ".into(),
+    ] {
         assert_refused(&s, &auth.chars().take(12).collect::<String>(), &auth).await;
     }
     // And no header at all: 401 with a challenge but no error code (RFC 6750 3.1).

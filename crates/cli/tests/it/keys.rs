@@ -22,7 +22,9 @@ async fn rotation_publishes_before_signing_and_retires_after_expiry() {
     let published = kids(&s);
     assert_eq!(published.len(), 2, "active and next are both published");
 
-    rotate_signing_keys(s.store.as_ref(), &master, s.clock.now(), Duration::hours(1)).await.unwrap();
+    rotate_signing_keys(s.store.as_ref(), &master, s.clock.now(), Duration::hours(1))
+        .await
+        .unwrap();
     s.server_state.authority.reload_keys().await.unwrap();
 
     let after = s.admin_token().await;
@@ -38,7 +40,9 @@ async fn rotation_publishes_before_signing_and_retires_after_expiry() {
 
     // Two hours on, a second rotation prunes the first key: its tokens have all expired.
     s.clock.advance(Duration::hours(2));
-    rotate_signing_keys(s.store.as_ref(), &master, s.clock.now(), Duration::hours(1)).await.unwrap();
+    rotate_signing_keys(s.store.as_ref(), &master, s.clock.now(), Duration::hours(1))
+        .await
+        .unwrap();
     s.server_state.authority.reload_keys().await.unwrap();
     let finally = kids(&s);
     assert!(!finally.contains(&old_kid), "the expired key left the JWKS");
@@ -65,6 +69,11 @@ async fn the_jwks_endpoint_serves_the_published_keys_by_any_tenant_name() {
             assert!(k.get("d").is_none(), "a private part is published!");
         }
     }
-    let resp = s.http().get(format!("{}/nowhere.example/discovery/v2.0/keys", s.url)).send().await.unwrap();
+    let resp = s
+        .http()
+        .get(format!("{}/nowhere.example/discovery/v2.0/keys", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
 }

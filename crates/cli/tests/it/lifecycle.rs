@@ -7,14 +7,16 @@ async fn a_restart_changes_nothing() {
     let s = TestServer::start().await;
     let tenant = s.tenant_id.clone();
     let sp = s.create_sp("survivor").await;
-    let keys_before: Vec<String> = s.server_state.authority.jwks().into_iter().map(|k| k.kid).collect();
+    let keys_before: Vec<String> =
+        s.server_state.authority.jwks().into_iter().map(|k| k.kid).collect();
     let ca_before = s.ca_pem.clone();
     let dir = s.stop().await;
 
     let s = TestServer::start_in(dir).await;
     assert_eq!(s.tenant_id, tenant);
     assert_eq!(s.ca_pem, ca_before, "the CA clients trust is kept");
-    let keys_after: Vec<String> = s.server_state.authority.jwks().into_iter().map(|k| k.kid).collect();
+    let keys_after: Vec<String> =
+        s.server_state.authority.jwks().into_iter().map(|k| k.kid).collect();
     assert_eq!(keys_before, keys_after);
     let t = s.client().client_credentials(&tenant, &sp.app_id, &sp.password, ARM_SCOPE).await;
     assert!(t.is_ok(), "{t:?}");
@@ -30,18 +32,39 @@ async fn health_readiness_and_discovery() {
     assert_eq!(http.get(format!("{}/readyz", s.url)).send().await.unwrap().status(), 200);
 
     for (path, issuer) in [
-        (format!("{}/v2.0/.well-known/openid-configuration", s.tenant_id), format!("{}/{}/v2.0", s.url, s.tenant_id)),
-        ("mlgate.local/v2.0/.well-known/openid-configuration".into(), format!("{}/{}/v2.0", s.url, s.tenant_id)),
-        ("organizations/.well-known/openid-configuration".into(), format!("{}/{}/", s.url, s.tenant_id)),
+        (
+            format!("{}/v2.0/.well-known/openid-configuration", s.tenant_id),
+            format!("{}/{}/v2.0", s.url, s.tenant_id),
+        ),
+        (
+            "mlgate.local/v2.0/.well-known/openid-configuration".into(),
+            format!("{}/{}/v2.0", s.url, s.tenant_id),
+        ),
+        (
+            "organizations/.well-known/openid-configuration".into(),
+            format!("{}/{}/", s.url, s.tenant_id),
+        ),
     ] {
         let doc: serde_json::Value =
             http.get(format!("{}/{path}", s.url)).send().await.unwrap().json().await.unwrap();
         assert_eq!(doc["issuer"], issuer, "{path}");
-        for f in ["authorization_endpoint", "token_endpoint", "device_authorization_endpoint", "jwks_uri"] {
-            assert!(doc[f].as_str().unwrap().starts_with(&format!("{}/{}/", s.url, s.tenant_id)), "{path} {f}");
+        for f in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "device_authorization_endpoint",
+            "jwks_uri",
+        ] {
+            assert!(
+                doc[f].as_str().unwrap().starts_with(&format!("{}/{}/", s.url, s.tenant_id)),
+                "{path} {f}"
+            );
         }
     }
-    let unknown = http.get(format!("{}/nope/v2.0/.well-known/openid-configuration", s.url)).send().await.unwrap();
+    let unknown = http
+        .get(format!("{}/nope/v2.0/.well-known/openid-configuration", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 400);
 
     // Unknown routes answer in the API's JSON shape.
@@ -68,33 +91,56 @@ async fn the_management_api_refuses_bad_bodies_and_strangers_with_clear_errors()
         ("application/json", r#"{"displayName": 42}"#, 400),
         ("text/plain", r#"{"displayName": "x"}"#, 400),
     ] {
-        let resp = http.post(&url).bearer_auth(&admin).header("content-type", ct).body(body).send().await.unwrap();
+        let resp = http
+            .post(&url)
+            .bearer_auth(&admin)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), status, "{body}");
         let b: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(b["error"]["code"], "InvalidRequestContent", "{b}");
     }
     let huge = format!(r#"{{"displayName": "{}"}}"#, "a".repeat(3 * 1024 * 1024));
-    let resp = http.post(&url).bearer_auth(&admin).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
 
     // A service principal may not manage another's principal, nor create users.
     let a = s.create_sp("owner-a").await;
     let b = s.create_sp("other-b").await;
-    let b_token = s.client().client_credentials(&s.tenant_id, &b.app_id, &b.password, ARM_SCOPE).await.unwrap().access_token;
+    let b_token = s
+        .client()
+        .client_credentials(&s.tenant_id, &b.app_id, &b.password, ARM_SCOPE)
+        .await
+        .unwrap()
+        .access_token;
     let err = s.client().delete_service_principal(&b_token, &a.app_id).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
     let err = s
         .client()
-        .create_user(&b_token, &mlgate_proto::CreateUser {
-            user_principal_name: "x@mlgate.local".into(),
-            display_name: "x".into(),
-            password: "long-enough-pw".into(),
-        })
+        .create_user(
+            &b_token,
+            &mlgate_proto::CreateUser {
+                user_principal_name: "x@mlgate.local".into(),
+                display_name: "x".into(),
+                password: "long-enough-pw".into(),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
     // Unknown ids are 404; a duplicate user is 409; a user outside the domain is 400.
-    let err = s.client().service_principal(&admin, &uuid::Uuid::new_v4().to_string()).await.unwrap_err();
+    let err =
+        s.client().service_principal(&admin, &uuid::Uuid::new_v4().to_string()).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(404));
     let u = mlgate_proto::CreateUser {
         user_principal_name: "dup@mlgate.local".into(),
@@ -102,10 +148,17 @@ async fn the_management_api_refuses_bad_bodies_and_strangers_with_clear_errors()
         password: "long-enough-pw".into(),
     };
     s.client().create_user(&admin, &u).await.unwrap();
-    assert_eq!(s.client().create_user(&admin, &u).await.unwrap_err().status().map(|s| s.as_u16()), Some(409));
+    assert_eq!(
+        s.client().create_user(&admin, &u).await.unwrap_err().status().map(|s| s.as_u16()),
+        Some(409)
+    );
     let outside = mlgate_proto::CreateUser { user_principal_name: "x@evil.example".into(), ..u };
-    assert_eq!(s.client().create_user(&admin, &outside).await.unwrap_err().status().map(|s| s.as_u16()), Some(400));
+    assert_eq!(
+        s.client().create_user(&admin, &outside).await.unwrap_err().status().map(|s| s.as_u16()),
+        Some(400)
+    );
     // The built-in CLI application cannot be disabled or deleted, even by the administrator.
-    let err = s.client().delete_service_principal(&admin, mlgate_proto::CLI_CLIENT_ID).await.unwrap_err();
+    let err =
+        s.client().delete_service_principal(&admin, mlgate_proto::CLI_CLIENT_ID).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
 }

@@ -11,12 +11,15 @@ async fn client_credentials_v1_and_v2_answer_in_the_shapes_adal_and_msal_need() 
     let sp = s.create_sp("shapes").await;
 
     let (status, v1) = s
-        .post_token(false, &[
-            ("grant_type", "client_credentials"),
-            ("client_id", &sp.app_id),
-            ("client_secret", &sp.password),
-            ("resource", ARM),
-        ])
+        .post_token(
+            false,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &sp.app_id),
+                ("client_secret", &sp.password),
+                ("resource", ARM),
+            ],
+        )
         .await;
     assert_eq!(status, 200, "{v1}");
     assert_eq!(v1["token_type"], "Bearer");
@@ -38,14 +41,17 @@ async fn client_credentials_v1_and_v2_answer_in_the_shapes_adal_and_msal_need() 
     assert!(h["kid"].as_str().is_some_and(|k| !k.is_empty()));
 
     let (status, v2) = s
-        .post_token(true, &[
-            ("grant_type", "client_credentials"),
-            ("client_id", &sp.app_id),
-            ("client_secret", &sp.password),
-            ("scope", ARM_SCOPE),
-            ("client_info", "1"),
-            ("x-client-SKU", "MSAL.Python"),
-        ])
+        .post_token(
+            true,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &sp.app_id),
+                ("client_secret", &sp.password),
+                ("scope", ARM_SCOPE),
+                ("client_info", "1"),
+                ("x-client-SKU", "MSAL.Python"),
+            ],
+        )
         .await;
     assert_eq!(status, 200, "{v2}");
     assert_eq!(v2["scope"], ARM_SCOPE);
@@ -148,7 +154,11 @@ async fn an_expired_secret_is_refused_while_a_fresh_appended_one_works() {
     let admin = s.admin_token().await;
     let newer = s
         .client()
-        .reset_credential(&admin, &sp.app_id, &ResetCredential { append: true, years: Some(3), end_date: None })
+        .reset_credential(
+            &admin,
+            &sp.app_id,
+            &ResetCredential { append: true, years: Some(3), end_date: None },
+        )
         .await
         .unwrap();
     // Both secrets work side by side: rotation without downtime.
@@ -159,16 +169,20 @@ async fn an_expired_secret_is_refused_while_a_fresh_appended_one_works() {
     // Two years later the first (one-year) secret has expired; the second has not.
     s.clock.advance(Duration::days(730));
     let (st, body) = s
-        .post_token(true, &[
-            ("grant_type", "client_credentials"),
-            ("client_id", &sp.app_id),
-            ("client_secret", &sp.password),
-            ("scope", ARM_SCOPE),
-        ])
+        .post_token(
+            true,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &sp.app_id),
+                ("client_secret", &sp.password),
+                ("scope", ARM_SCOPE),
+            ],
+        )
         .await;
     assert_eq!(st, 401);
     assert_eq!(assert_oauth_error(&body, "invalid_client"), 7000222);
-    let ok = s.client().client_credentials(&s.tenant_id, &sp.app_id, &newer.password, ARM_SCOPE).await;
+    let ok =
+        s.client().client_credentials(&s.tenant_id, &sp.app_id, &newer.password, ARM_SCOPE).await;
     assert!(ok.is_ok(), "{ok:?}");
 }
 
@@ -182,16 +196,20 @@ async fn malformed_requests_get_the_right_oauth_error_and_never_a_500() {
     assert_eq!(st, 400);
     assert_eq!(assert_oauth_error(&body, "invalid_request"), 900144);
 
-    let (st, body) =
-        s.post_token(true, &[("grant_type", "implicit"), base[0], base[1], ("scope", ARM_SCOPE)]).await;
+    let (st, body) = s
+        .post_token(true, &[("grant_type", "implicit"), base[0], base[1], ("scope", ARM_SCOPE)])
+        .await;
     assert_eq!(st, 400);
     assert_eq!(assert_oauth_error(&body, "unsupported_grant_type"), 70003);
 
     let cc = ("grant_type", "client_credentials");
-    let (st, body) = s.post_token(false, &[cc, base[0], base[1], ("resource", "https://graph.example/")]).await;
+    let (st, body) =
+        s.post_token(false, &[cc, base[0], base[1], ("resource", "https://graph.example/")]).await;
     assert_eq!(st, 400);
     assert_eq!(assert_oauth_error(&body, "invalid_resource"), 500011);
-    let (st, body) = s.post_token(true, &[cc, base[0], base[1], ("scope", "https://graph.example/.default")]).await;
+    let (st, body) = s
+        .post_token(true, &[cc, base[0], base[1], ("scope", "https://graph.example/.default")])
+        .await;
     assert_eq!(st, 400);
     assert_eq!(assert_oauth_error(&body, "invalid_resource"), 500011);
     let (st, body) = s.post_token(true, &[cc, base[0], base[1], ("scope", "not-a-scope")]).await;
@@ -281,13 +299,16 @@ async fn password_grant_signs_users_in_and_refuses_wrong_passwords_alike() {
 
     for (user, pw) in [(ADMIN, "wrong-password"), ("nobody@mlgate.local", ADMIN_PASSWORD)] {
         let (st, body) = s
-            .post_token(true, &[
-                ("grant_type", "password"),
-                ("client_id", mlgate_proto::CLI_CLIENT_ID),
-                ("username", user),
-                ("password", pw),
-                ("scope", ARM_SCOPE),
-            ])
+            .post_token(
+                true,
+                &[
+                    ("grant_type", "password"),
+                    ("client_id", mlgate_proto::CLI_CLIENT_ID),
+                    ("username", user),
+                    ("password", pw),
+                    ("scope", ARM_SCOPE),
+                ],
+            )
             .await;
         assert_eq!(st, 400);
         assert_eq!(assert_oauth_error(&body, "invalid_grant"), 50126);
@@ -332,7 +353,9 @@ async fn refresh_tokens_expire_after_their_sliding_lifetime() {
     s.clock.advance(Duration::days(91));
     let err = c.refresh(&s.tenant_id, &t3.refresh_token.unwrap(), ARM_SCOPE).await.unwrap_err();
     match err {
-        mlgate_client::ClientError::OAuth { body, .. } => assert_eq!(body.error_codes, vec![700082]),
+        mlgate_client::ClientError::OAuth { body, .. } => {
+            assert_eq!(body.error_codes, vec![700082])
+        }
         other => panic!("{other:?}"),
     }
 }

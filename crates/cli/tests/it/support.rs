@@ -61,7 +61,8 @@ impl TestServer {
         let clock = Arc::new(ManualClock::new());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let store = Arc::new(mlgate_server::open_store(&config.data_dir).await.unwrap());
-        let server = Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
+        let server =
+            Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
         let url = server.url().to_string();
         let ca_file = server.startup.ca_file.clone().unwrap();
         let ca_pem = std::fs::read(&ca_file).unwrap();
@@ -94,8 +95,7 @@ impl TestServer {
             task.await.unwrap().unwrap();
         }
         self.store.close().await;
-        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
-        dir
+        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -113,7 +113,11 @@ impl TestServer {
     }
 
     pub async fn admin_token(&self) -> String {
-        self.client().password(&self.tenant_id, ADMIN, ADMIN_PASSWORD, ARM_SCOPE).await.unwrap().access_token
+        self.client()
+            .password(&self.tenant_id, ADMIN, ADMIN_PASSWORD, ARM_SCOPE)
+            .await
+            .unwrap()
+            .access_token
     }
 
     pub async fn create_sp(&self, name: &str) -> ServicePrincipalSecret {
@@ -157,14 +161,17 @@ impl TestServer {
 pub fn claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
-        .unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn header(token: &str) -> Value {
     use base64::Engine;
     let h = token.split('.').next().unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap())
+        .unwrap()
 }
 
 /// Asserts Azure AD's error shape and returns the AADSTS code.

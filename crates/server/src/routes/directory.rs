@@ -59,7 +59,9 @@ pub async fn me(Caller(p): Caller) -> Json<proto::Me> {
         PrincipalKind::User { user_principal_name } => {
             ("User", Some(user_principal_name.clone()), None)
         }
-        PrincipalKind::ServicePrincipal { app_id } => ("ServicePrincipal", None, Some(app_id.clone())),
+        PrincipalKind::ServicePrincipal { app_id } => {
+            ("ServicePrincipal", None, Some(app_id.clone()))
+        }
     };
     Json(proto::Me {
         object_id: p.object_id.to_string(),

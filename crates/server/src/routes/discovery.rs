@@ -34,11 +34,24 @@ fn cacheable(doc: Value) -> Response {
 }
 
 const CLAIMS: &[&str] = &[
-    "sub", "iss", "aud", "exp", "iat", "nbf", "oid", "tid", "name", "preferred_username", "ver",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "oid",
+    "tid",
+    "name",
+    "preferred_username",
+    "ver",
     "nonce",
 ];
 
-pub async fn v2(State(state): State<AppState>, Path(seg): Path<String>) -> Result<Response, OAuthFailure> {
+pub async fn v2(
+    State(state): State<AppState>,
+    Path(seg): Path<String>,
+) -> Result<Response, OAuthFailure> {
     let t = tenant(&state, &seg)?;
     let base = format!("{}/{}", state.public_url, t.id);
     Ok(cacheable(json!({
@@ -61,7 +74,10 @@ pub async fn v2(State(state): State<AppState>, Path(seg): Path<String>) -> Resul
     })))
 }
 
-pub async fn v1(State(state): State<AppState>, Path(seg): Path<String>) -> Result<Response, OAuthFailure> {
+pub async fn v1(
+    State(state): State<AppState>,
+    Path(seg): Path<String>,
+) -> Result<Response, OAuthFailure> {
     let t = tenant(&state, &seg)?;
     let base = format!("{}/{}", state.public_url, t.id);
     Ok(cacheable(json!({
@@ -82,7 +98,10 @@ pub async fn v1(State(state): State<AppState>, Path(seg): Path<String>) -> Resul
 }
 
 /// Every published key: the active one, the next one and retired ones still in use.
-pub async fn jwks(State(state): State<AppState>, Path(seg): Path<String>) -> Result<Response, OAuthFailure> {
+pub async fn jwks(
+    State(state): State<AppState>,
+    Path(seg): Path<String>,
+) -> Result<Response, OAuthFailure> {
     tenant(&state, &seg)?;
     Ok(cacheable(json!({ "keys": state.authority.jwks() })))
 }

@@ -24,7 +24,9 @@ where
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
                 "The request body must be JSON with 'Content-Type: application/json'.".into(),
             )),
-            Err(r) => Err(ApiError::BadRequest(format!("The request body is invalid: {}", r.body_text()))),
+            Err(r) => {
+                Err(ApiError::BadRequest(format!("The request body is invalid: {}", r.body_text())))
+            }
         }
     }
 }

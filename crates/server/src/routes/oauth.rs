@@ -51,11 +51,8 @@ async fn token(
     endpoint: Endpoint,
 ) -> Response {
     let correlation = correlation_id(req.headers());
-    let basic = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let basic =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let used_basic = basic.is_some();
     let result = async {
         let form_ok = req
@@ -63,9 +60,11 @@ async fn token(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(
-                    "application/x-www-form-urlencoded",
-                )
+                ct.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
             })
             .unwrap_or(false);
         let body: Body = req.into_body();
@@ -113,10 +112,23 @@ async fn token(
 
 /// Parses a token request. Unknown fields (telemetry, `api-version`, `x-client-*`) are
 /// ignored; a repeated known field is an error (RFC 6749 3.2).
-fn parse_form(body: &[u8], basic: Option<&str>, endpoint: Endpoint) -> Result<TokenRequest, GrantError> {
+fn parse_form(
+    body: &[u8],
+    basic: Option<&str>,
+    endpoint: Endpoint,
+) -> Result<TokenRequest, GrantError> {
     const KNOWN: &[&str] = &[
-        "grant_type", "client_id", "client_secret", "resource", "scope", "username", "password",
-        "refresh_token", "client_info", "client_assertion", "client_assertion_type",
+        "grant_type",
+        "client_id",
+        "client_secret",
+        "resource",
+        "scope",
+        "username",
+        "password",
+        "refresh_token",
+        "client_info",
+        "client_assertion",
+        "client_assertion_type",
     ];
     let mut fields: Vec<(String, String)> = Vec::new();
     for (k, v) in form_urlencoded::parse(body) {
@@ -148,10 +160,9 @@ fn parse_form(body: &[u8], basic: Option<&str>, endpoint: Endpoint) -> Result<To
     }
     let grant = match required("grant_type")?.as_str() {
         "client_credentials" => Grant::ClientCredentials,
-        "password" => Grant::Password {
-            username: required("username")?,
-            password: required("password")?,
-        },
+        "password" => {
+            Grant::Password { username: required("username")?, password: required("password")? }
+        }
         "refresh_token" => Grant::RefreshToken { refresh_token: required("refresh_token")? },
         other => {
             let shown: String = other.chars().take(100).filter(|c| !c.is_control()).collect();
@@ -165,7 +176,11 @@ fn parse_form(body: &[u8], basic: Option<&str>, endpoint: Endpoint) -> Result<To
     let (mut client_id, mut client_secret) = (get("client_id"), get("client_secret"));
     if let Some(header) = basic {
         let (id, secret) = parse_basic(header).ok_or_else(|| {
-            GrantError::new(OAuthErrorKind::InvalidClient, 7000215, "The Authorization header is malformed.")
+            GrantError::new(
+                OAuthErrorKind::InvalidClient,
+                7000215,
+                "The Authorization header is malformed.",
+            )
         })?;
         if client_id.as_ref().is_some_and(|c| *c != id) {
             return Err(GrantError::invalid_request(
@@ -214,7 +229,8 @@ mod tests {
         .unwrap();
         assert_eq!(ok.grant, Grant::ClientCredentials);
         assert_eq!(ok.client_secret.as_deref(), Some("b"));
-        let dup = parse_form(b"grant_type=password&grant_type=client_credentials", None, Endpoint::V2);
+        let dup =
+            parse_form(b"grant_type=password&grant_type=client_credentials", None, Endpoint::V2);
         assert_eq!(dup.unwrap_err().kind, OAuthErrorKind::InvalidRequest);
         let missing = parse_form(b"client_id=a", None, Endpoint::V2).unwrap_err();
         assert_eq!(missing.kind, OAuthErrorKind::InvalidRequest);
