@@ -459,16 +459,17 @@ impl Directory {
         })
     }
 
+    /// Deletes the principal, its secrets and its role assignments; returns its object id.
     pub async fn delete_service_principal(
         &self,
         caller: &Principal,
         id: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<ObjectId, Error> {
         let (sp, _) = self.find_service_principal(caller, id).await?;
         self.ensure_can_manage(caller, &sp).await?;
         self.store.delete_service_principal(sp.tenant_id, sp.object_id).await?;
         self.clients.invalidate(&(sp.tenant_id, sp.app_id));
-        Ok(())
+        Ok(sp.object_id)
     }
 
     pub async fn set_service_principal_enabled(

@@ -84,3 +84,16 @@ mod tests {
         assert!("not-a-guid".parse::<AppId>().is_err());
     }
 }
+
+guid_id!(
+    /// A role definition (built-in ones have Azure's well-known GUIDs).
+    RoleDefinitionId
+);
+guid_id!(
+    /// A role assignment.
+    RoleAssignmentId
+);
+guid_id!(
+    /// A workspace's immutable `workspaceId`.
+    WorkspaceId
+);

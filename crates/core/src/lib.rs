@@ -15,6 +15,7 @@
 //! Layering invariant: this crate never names axum, hyper or sqlx. The server maps its errors to
 //! responses; the store crate fills its traits.
 
+pub mod access;
 pub mod authority;
 pub mod clock;
 pub mod directory;
@@ -24,6 +25,8 @@ pub mod keys;
 pub mod model;
 pub mod password;
 pub mod principal;
+pub mod rbac;
+pub mod resources;
 pub mod secrets;
 pub mod store;
 pub mod tokens;

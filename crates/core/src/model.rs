@@ -3,7 +3,10 @@
 
 use time::OffsetDateTime;
 
-use crate::ids::{AppId, GrantFamilyId, KeyId, ObjectId, SecretId, SubscriptionId, TenantId};
+use crate::ids::{
+    AppId, GrantFamilyId, KeyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SecretId,
+    SubscriptionId, TenantId, WorkspaceId,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -118,4 +121,72 @@ pub struct RefreshGrant {
     /// Set when the token was exchanged; a second exchange is reuse.
     pub used_at: Option<OffsetDateTime>,
     pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGroup {
+    pub subscription_id: SubscriptionId,
+    /// As first spelled; looked up case-insensitively.
+    pub name: String,
+    pub location: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub subscription_id: SubscriptionId,
+    pub resource_group: String,
+    pub name: String,
+    pub location: String,
+    pub description: String,
+    pub friendly_name: String,
+    pub created_at: OffsetDateTime,
+    pub created_by: ObjectId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalType {
+    User,
+    ServicePrincipal,
+}
+
+impl PrincipalType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalType::User => "User",
+            PrincipalType::ServicePrincipal => "ServicePrincipal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "User" => Some(Self::User),
+            "ServicePrincipal" => Some(Self::ServicePrincipal),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignmentRecord {
+    pub id: RoleAssignmentId,
+    pub tenant_id: TenantId,
+    pub principal_id: ObjectId,
+    pub principal_type: PrincipalType,
+    pub role_id: RoleDefinitionId,
+    /// As given (keywords normalised); compared lower-cased.
+    pub scope: String,
+    pub created_at: OffsetDateTime,
+    pub created_by: Option<ObjectId>,
+}
+
+/// A custom role as stored: its Azure JSON, re-validated when loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomRoleRecord {
+    pub id: RoleDefinitionId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub definition_json: String,
+    pub created_at: OffsetDateTime,
 }

@@ -5,9 +5,12 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::ids::{AppId, GrantFamilyId, ObjectId, TenantId};
+use crate::ids::{
+    AppId, GrantFamilyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SubscriptionId, TenantId,
+};
 use crate::model::{
-    ClientSecret, RefreshGrant, ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User,
+    ClientSecret, CustomRoleRecord, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
+    ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -103,9 +106,76 @@ pub trait GrantStore: Send + Sync {
     async fn revoke_grant_family(&self, family: GrantFamilyId) -> StoreResult<()>;
 }
 
+/// Refuse a deletion that would leave `scope_key` without an assignment of `role`.
+#[derive(Debug, Clone)]
+pub struct KeepOneAssignment {
+    pub role: RoleDefinitionId,
+    pub scope_key: String,
+}
+
+#[async_trait]
+pub trait RbacStore: Send + Sync {
+    async fn custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>>;
+    /// `Conflict` when the tenant already has a role of that name (case-insensitive).
+    async fn insert_custom_role(&self, role: &CustomRoleRecord) -> StoreResult<()>;
+    async fn role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>>;
+    /// `Conflict` when the same principal already has the same role at the same scope.
+    async fn insert_role_assignment(&self, a: &RoleAssignmentRecord) -> StoreResult<()>;
+    /// Many at once, in one transaction (bulk loads and benchmarks).
+    async fn insert_role_assignments(&self, all: &[RoleAssignmentRecord]) -> StoreResult<()>;
+    /// Deletes and returns the assignment; with `keep`, refuses (`Conflict`) in the same
+    /// transaction when none of `keep.role` would remain at `keep.scope_key`.
+    async fn delete_role_assignment(
+        &self,
+        id: RoleAssignmentId,
+        keep: Option<&KeepOneAssignment>,
+    ) -> StoreResult<RoleAssignmentRecord>;
+}
+
+#[async_trait]
+pub trait ResourceStore: Send + Sync {
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>>;
+    /// Inserts, or returns the existing group unchanged; the bool says whether it was created.
+    async fn put_resource_group(&self, rg: &ResourceGroup) -> StoreResult<(ResourceGroup, bool)>;
+    async fn resource_group(
+        &self,
+        sub: SubscriptionId,
+        name: &str,
+    ) -> StoreResult<Option<ResourceGroup>>;
+    /// Ordered by lower-cased name, strictly after `after`.
+    async fn list_resource_groups(
+        &self,
+        sub: SubscriptionId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ResourceGroup>>;
+    /// Deletes the group, its workspaces and every role assignment at or below it.
+    async fn delete_resource_group(&self, sub: SubscriptionId, name: &str) -> StoreResult<()>;
+    /// Inserts, or updates description and friendly name; the bool says whether it was created.
+    async fn put_workspace(&self, ws: &Workspace) -> StoreResult<(Workspace, bool)>;
+    async fn workspace(
+        &self,
+        sub: SubscriptionId,
+        rg: &str,
+        name: &str,
+    ) -> StoreResult<Option<Workspace>>;
+    /// Ordered by (resource group, name) lower-cased, strictly after `after`.
+    async fn list_workspaces(
+        &self,
+        sub: SubscriptionId,
+        rg: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Workspace>>;
+    /// Deletes the workspace and every role assignment at or below it.
+    async fn delete_workspace(&self, sub: SubscriptionId, rg: &str, name: &str) -> StoreResult<()>;
+}
+
 /// Everything the server needs from storage.
 #[async_trait]
-pub trait Store: DirectoryStore + KeyStore + GrantStore + Send + Sync + 'static {
+pub trait Store:
+    DirectoryStore + KeyStore + GrantStore + RbacStore + ResourceStore + Send + Sync + 'static
+{
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 }

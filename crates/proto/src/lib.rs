@@ -68,6 +68,7 @@ pub mod codes {
     pub const CONFLICT: &str = "Conflict";
     pub const INVALID_REQUEST: &str = "InvalidRequestContent";
     pub const PAYLOAD_TOO_LARGE: &str = "PayloadTooLarge";
+    pub const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
     pub const SERVICE_UNAVAILABLE: &str = "ServiceUnavailable";
     pub const INTERNAL_ERROR: &str = "InternalServerError";
 }
@@ -220,3 +221,137 @@ pub const CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 /// The resource the CLI asks for by default: ARM's identifier, which mlgate's API accepts.
 pub const DEFAULT_RESOURCE: &str = "https://management.azure.com/";
+
+/// A role definition as Azure writes it (`az role definition create --role-definition`);
+/// camelCase spellings are accepted too.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct RoleDefinitionFile {
+    #[serde(alias = "name", alias = "roleName", alias = "RoleName")]
+    pub name: String,
+    #[serde(default, alias = "id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, alias = "isCustom")]
+    pub is_custom: Option<bool>,
+    #[serde(default, alias = "description")]
+    pub description: String,
+    #[serde(default, alias = "actions")]
+    pub actions: Vec<String>,
+    #[serde(default, alias = "notActions")]
+    pub not_actions: Vec<String>,
+    #[serde(default, alias = "dataActions")]
+    pub data_actions: Vec<String>,
+    #[serde(default, alias = "notDataActions")]
+    pub not_data_actions: Vec<String>,
+    #[serde(default, alias = "assignableScopes")]
+    pub assignable_scopes: Vec<String>,
+}
+
+/// A resource group, in ARM's shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourceGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    pub properties: ProvisioningProperties,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisioningProperties {
+    pub provisioning_state: String,
+}
+
+/// `PUT` body of a resource group or workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PutResource {
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub properties: Option<WorkspacePutProperties>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspacePutProperties {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub friendly_name: Option<String>,
+}
+
+/// A workspace, in ARM's shape (`Microsoft.MachineLearningServices/workspaces`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub location: String,
+    pub properties: WorkspaceProperties,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceProperties {
+    pub workspace_id: String,
+    pub description: String,
+    pub friendly_name: String,
+    pub creation_time: String,
+    pub provisioning_state: String,
+    /// The mlgate server that serves this workspace's API.
+    pub discovery_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    pub id: String,
+    pub name: String,
+    pub principal_id: String,
+    pub principal_type: String,
+    pub role_definition_id: String,
+    pub role_definition_name: String,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateRoleAssignment {
+    /// Object id, application id or user principal name.
+    pub assignee: String,
+    /// Role name or id.
+    pub role: String,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckAccess {
+    pub assignee: String,
+    pub action: String,
+    pub scope: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckAccessResult {
+    pub allowed: bool,
+    pub principal_id: String,
+    pub action: String,
+    pub scope: String,
+    #[serde(default)]
+    pub decided_by: Option<RoleAssignment>,
+    /// Each other assignment of the principal and why it did not grant the action.
+    #[serde(default)]
+    pub considered: Vec<ConsideredAssignment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsideredAssignment {
+    pub assignment: RoleAssignment,
+    pub reason: String,
+}

@@ -24,6 +24,7 @@ pub enum ApiError {
     Core(mlgate_core::Error),
     BadRequest(String),
     PayloadTooLarge,
+    MethodNotAllowed,
 }
 
 impl From<mlgate_core::Error> for ApiError {
@@ -65,6 +66,11 @@ impl IntoResponse for ApiError {
                 resp
             }
             ApiError::BadRequest(m) => body(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m),
+            ApiError::MethodNotAllowed => body(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "This method is not allowed on this resource.".into(),
+            ),
             ApiError::PayloadTooLarge => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 codes::PAYLOAD_TOO_LARGE,

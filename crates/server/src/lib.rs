@@ -25,10 +25,12 @@ use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use mlgate_core::access::Access;
 use mlgate_core::authority::{Authority, AuthorityConfig, BUILTIN_RESOURCES};
 use mlgate_core::clock::Clock;
 use mlgate_core::directory::{BootstrapReport, Directory, bootstrap};
 use mlgate_core::keys::MasterKey;
+use mlgate_core::resources::Resources;
 use mlgate_core::store::Store;
 use mlgate_store::SqliteStore;
 use time::Duration;
@@ -219,8 +221,8 @@ impl Server {
         resources.push(format!("{url}/"));
         resources.extend(config.extra_resources.iter().cloned());
         let authority = Authority::new(
-            directory,
-            clock,
+            directory.clone(),
+            clock.clone(),
             master,
             AuthorityConfig {
                 public_url: url.clone(),
@@ -232,8 +234,16 @@ impl Server {
         .await
         .map_err(|e| anyhow::anyhow!("loading signing keys: {e}"))?;
 
-        let state =
-            AppState { authority: Arc::new(authority), store, public_url: url.clone().into() };
+        let access = Arc::new(Access::load(directory.clone(), clock.clone()).await?);
+        access.ensure_bootstrap_owners().await?;
+        let resources = Arc::new(Resources::new(directory, access.clone(), clock));
+        let state = AppState {
+            authority: Arc::new(authority),
+            access,
+            resources,
+            store,
+            public_url: url.clone().into(),
+        };
         let app = routes::router(state.clone());
         listener.set_nonblocking(true)?;
         Ok(Self {

@@ -1,13 +1,18 @@
-//! What every handler shares: the authority (and through it the directory and the store).
+//! What every handler shares: the authority (and through it the directory and the store),
+//! access control and the resource use cases.
 
 use std::sync::Arc;
 
+use mlgate_core::access::Access;
 use mlgate_core::authority::Authority;
+use mlgate_core::resources::Resources;
 use mlgate_core::store::Store;
 
 #[derive(Clone)]
 pub struct AppState {
     pub authority: Arc<Authority>,
+    pub access: Arc<Access>,
+    pub resources: Arc<Resources>,
     pub store: Arc<dyn Store>,
     /// `https://host:port`, no trailing slash.
     pub public_url: Arc<str>,

@@ -7,13 +7,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mlgate_core::ids::{AppId, GrantFamilyId, KeyId, ObjectId, SecretId, SubscriptionId, TenantId};
+use mlgate_core::ids::{
+    AppId, GrantFamilyId, KeyId, ObjectId, RoleAssignmentId, SecretId, SubscriptionId, TenantId,
+};
 use mlgate_core::model::{
-    ClientSecret, KeyState, RefreshGrant, ServicePrincipal, SigningKeyRecord, Subscription, Tenant,
-    User,
+    ClientSecret, CustomRoleRecord, KeyState, PrincipalType, RefreshGrant, ResourceGroup,
+    RoleAssignmentRecord, ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User,
+    Workspace,
 };
 use mlgate_core::store::{
-    Bootstrap, DirectoryStore, GrantStore, KeyStore, Store, StoreError, StoreResult,
+    Bootstrap, DirectoryStore, GrantStore, KeepOneAssignment, KeyStore, RbacStore, ResourceStore,
+    Store, StoreError, StoreResult,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -22,7 +26,10 @@ use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 
 /// Versioned migrations, applied in order, each in its own transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_directory.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_directory.sql")),
+    (2, include_str!("../migrations/sqlite/0002_resources_rbac.sql")),
+];
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -607,6 +614,382 @@ impl GrantStore for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+}
+
+fn rg_from(row: &SqliteRow) -> StoreResult<ResourceGroup> {
+    Ok(ResourceGroup {
+        subscription_id: parse(row, "subscription_id")?,
+        name: row.try_get("name").map_err(map_err)?,
+        location: row.try_get("location").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+    })
+}
+
+fn ws_from(row: &SqliteRow) -> StoreResult<Workspace> {
+    Ok(Workspace {
+        id: parse(row, "id")?,
+        subscription_id: parse(row, "subscription_id")?,
+        resource_group: row.try_get("rg_name").map_err(map_err)?,
+        name: row.try_get("name").map_err(map_err)?,
+        location: row.try_get("location").map_err(map_err)?,
+        description: row.try_get("description").map_err(map_err)?,
+        friendly_name: row.try_get("friendly_name").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        created_by: parse(row, "created_by")?,
+    })
+}
+
+fn assignment_from(row: &SqliteRow) -> StoreResult<RoleAssignmentRecord> {
+    let kind: String = row.try_get("principal_type").map_err(map_err)?;
+    let by: Option<String> = row.try_get("created_by").map_err(map_err)?;
+    Ok(RoleAssignmentRecord {
+        id: parse(row, "id")?,
+        tenant_id: parse(row, "tenant_id")?,
+        principal_id: parse(row, "principal_id")?,
+        principal_type: PrincipalType::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt("principal_type".into()))?,
+        role_id: parse(row, "role_id")?,
+        scope: row.try_get("scope").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        created_by: by
+            .map(|b| b.parse())
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("created_by".into()))?,
+    })
+}
+
+async fn insert_assignment<'c, E: sqlx::SqliteExecutor<'c>>(
+    e: E,
+    a: &RoleAssignmentRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO role_assignments (id, tenant_id, principal_id, principal_type, role_id, \
+         scope, scope_key, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(a.id.to_string())
+    .bind(a.tenant_id.to_string())
+    .bind(a.principal_id.to_string())
+    .bind(a.principal_type.as_str())
+    .bind(a.role_id.to_string())
+    .bind(&a.scope)
+    .bind(a.scope.to_ascii_lowercase())
+    .bind(ts(a.created_at))
+    .bind(a.created_by.map(|c| c.to_string()))
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Deletes the role assignments at `scope_key` or below it.
+async fn delete_assignments_within<'c, E: sqlx::SqliteExecutor<'c>>(
+    e: E,
+    scope_key: &str,
+) -> StoreResult<()> {
+    let prefix = format!("{scope_key}/");
+    sqlx::query(
+        "DELETE FROM role_assignments WHERE scope_key = ? OR substr(scope_key, 1, length(?)) = ?",
+    )
+    .bind(scope_key)
+    .bind(&prefix)
+    .bind(&prefix)
+    .execute(e)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl RbacStore for SqliteStore {
+    async fn custom_roles(&self) -> StoreResult<Vec<CustomRoleRecord>> {
+        let rows = sqlx::query("SELECT * FROM role_definitions ORDER BY name_key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(CustomRoleRecord {
+                    id: parse(r, "id")?,
+                    tenant_id: parse(r, "tenant_id")?,
+                    name: r.try_get("name").map_err(map_err)?,
+                    definition_json: r.try_get("definition").map_err(map_err)?,
+                    created_at: from_ts(r.try_get("created_at").map_err(map_err)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_custom_role(&self, role: &CustomRoleRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO role_definitions (id, tenant_id, name, name_key, definition, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(role.id.to_string())
+        .bind(role.tenant_id.to_string())
+        .bind(&role.name)
+        .bind(role.name.to_ascii_lowercase())
+        .bind(&role.definition_json)
+        .bind(ts(role.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn role_assignments(&self) -> StoreResult<Vec<RoleAssignmentRecord>> {
+        let rows = sqlx::query("SELECT * FROM role_assignments")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(assignment_from).collect()
+    }
+
+    async fn insert_role_assignment(&self, a: &RoleAssignmentRecord) -> StoreResult<()> {
+        insert_assignment(&self.pool, a).await
+    }
+
+    async fn insert_role_assignments(&self, all: &[RoleAssignmentRecord]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for a in all {
+            insert_assignment(&mut *tx, a).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_role_assignment(
+        &self,
+        id: RoleAssignmentId,
+        keep: Option<&KeepOneAssignment>,
+    ) -> StoreResult<RoleAssignmentRecord> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        let record = assignment_from(&row)?;
+        sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(keep) = keep {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM role_assignments WHERE role_id = ? AND scope_key = ?",
+            )
+            .bind(keep.role.to_string())
+            .bind(&keep.scope_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if left == 0 {
+                // Dropping the transaction rolls the deletion back.
+                return Err(StoreError::Conflict("it is the last one".into()));
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl ResourceStore for SqliteStore {
+    async fn subscription(&self, id: SubscriptionId) -> StoreResult<Option<Subscription>> {
+        let row = sqlx::query("SELECT id, tenant_id, display_name FROM subscriptions WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(Subscription {
+                id: parse(&r, "id")?,
+                tenant_id: parse(&r, "tenant_id")?,
+                display_name: r.try_get("display_name").map_err(map_err)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_resource_group(&self, rg: &ResourceGroup) -> StoreResult<(ResourceGroup, bool)> {
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO resource_groups (subscription_id, name, name_key, location, \
+             created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(rg.subscription_id.to_string())
+        .bind(&rg.name)
+        .bind(rg.name.to_ascii_lowercase())
+        .bind(&rg.location)
+        .bind(ts(rg.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let stored =
+            self.resource_group(rg.subscription_id, &rg.name).await?.ok_or(StoreError::NotFound)?;
+        Ok((stored, done.rows_affected() == 1))
+    }
+
+    async fn resource_group(
+        &self,
+        sub: SubscriptionId,
+        name: &str,
+    ) -> StoreResult<Option<ResourceGroup>> {
+        let row =
+            sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+                .bind(sub.to_string())
+                .bind(name.to_ascii_lowercase())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        row.as_ref().map(rg_from).transpose()
+    }
+
+    async fn list_resource_groups(
+        &self,
+        sub: SubscriptionId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ResourceGroup>> {
+        let rows = sqlx::query(
+            "SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key > ? \
+             ORDER BY name_key LIMIT ?",
+        )
+        .bind(sub.to_string())
+        .bind(after.unwrap_or("").to_ascii_lowercase())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(rg_from).collect()
+    }
+
+    async fn delete_resource_group(&self, sub: SubscriptionId, name: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done =
+            sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+                .bind(sub.to_string())
+                .bind(name.to_ascii_lowercase())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let key = format!("/subscriptions/{sub}/resourcegroups/{}", name.to_ascii_lowercase());
+        delete_assignments_within(&mut *tx, &key).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn put_workspace(&self, ws: &Workspace) -> StoreResult<(Workspace, bool)> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO workspaces (id, subscription_id, rg_name, rg_key, name, \
+             name_key, location, description, friendly_name, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ws.id.to_string())
+        .bind(ws.subscription_id.to_string())
+        .bind(&ws.resource_group)
+        .bind(ws.resource_group.to_ascii_lowercase())
+        .bind(&ws.name)
+        .bind(ws.name.to_ascii_lowercase())
+        .bind(&ws.location)
+        .bind(&ws.description)
+        .bind(&ws.friendly_name)
+        .bind(ts(ws.created_at))
+        .bind(ws.created_by.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let created = done.rows_affected() == 1;
+        if !created {
+            sqlx::query(
+                "UPDATE workspaces SET description = ?, friendly_name = ? WHERE subscription_id = ? \
+                 AND rg_key = ? AND name_key = ?",
+            )
+            .bind(&ws.description)
+            .bind(&ws.friendly_name)
+            .bind(ws.subscription_id.to_string())
+            .bind(ws.resource_group.to_ascii_lowercase())
+            .bind(ws.name.to_ascii_lowercase())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        let stored = self
+            .workspace(ws.subscription_id, &ws.resource_group, &ws.name)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok((stored, created))
+    }
+
+    async fn workspace(
+        &self,
+        sub: SubscriptionId,
+        rg: &str,
+        name: &str,
+    ) -> StoreResult<Option<Workspace>> {
+        let row = sqlx::query(
+            "SELECT * FROM workspaces WHERE subscription_id = ? AND rg_key = ? AND name_key = ?",
+        )
+        .bind(sub.to_string())
+        .bind(rg.to_ascii_lowercase())
+        .bind(name.to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(ws_from).transpose()
+    }
+
+    async fn list_workspaces(
+        &self,
+        sub: SubscriptionId,
+        rg: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Workspace>> {
+        let (after_rg, after_name) = after
+            .map(|(r, n)| (r.to_ascii_lowercase(), n.to_ascii_lowercase()))
+            .unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT * FROM workspaces WHERE subscription_id = ? AND (? IS NULL OR rg_key = ?) \
+             AND (rg_key, name_key) > (?, ?) ORDER BY rg_key, name_key LIMIT ?",
+        )
+        .bind(sub.to_string())
+        .bind(rg.map(str::to_ascii_lowercase))
+        .bind(rg.map(str::to_ascii_lowercase))
+        .bind(after_rg)
+        .bind(after_name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(ws_from).collect()
+    }
+
+    async fn delete_workspace(&self, sub: SubscriptionId, rg: &str, name: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query(
+            "DELETE FROM workspaces WHERE subscription_id = ? AND rg_key = ? AND name_key = ?",
+        )
+        .bind(sub.to_string())
+        .bind(rg.to_ascii_lowercase())
+        .bind(name.to_ascii_lowercase())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let key = format!(
+            "/subscriptions/{sub}/resourcegroups/{}/providers/microsoft.machinelearningservices/workspaces/{}",
+            rg.to_ascii_lowercase(),
+            name.to_ascii_lowercase()
+        );
+        delete_assignments_within(&mut *tx, &key).await?;
+        tx.commit().await.map_err(map_err)
     }
 }
 

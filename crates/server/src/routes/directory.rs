@@ -135,7 +135,8 @@ pub async fn delete_service_principal(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.authority.directory().delete_service_principal(&p, &id).await?;
+    let deleted = state.authority.directory().delete_service_principal(&p, &id).await?;
+    state.access.forget_principal(deleted);
     tracing::info!(id = %id, by = %p.object_id, "service principal deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -160,20 +161,18 @@ pub async fn subscriptions(
     State(state): State<AppState>,
     Caller(p): Caller,
 ) -> Result<Json<proto::Page<proto::Subscription>>, ApiError> {
-    let subs = state.authority.directory().subscriptions(&p).await?;
-    Ok(Json(proto::Page {
-        value: subs
-            .iter()
-            .map(|s| proto::Subscription {
-                id: format!("/subscriptions/{}", s.id),
-                subscription_id: s.id.to_string(),
-                tenant_id: s.tenant_id.to_string(),
-                display_name: s.display_name.clone(),
-                state: "Enabled".into(),
-            })
-            .collect(),
-        next_link: None,
-    }))
+    let subs = state.resources.subscriptions(&p).await?;
+    Ok(Json(proto::Page { value: subs.iter().map(subscription_json).collect(), next_link: None }))
+}
+
+pub fn subscription_json(s: &model::Subscription) -> proto::Subscription {
+    proto::Subscription {
+        id: format!("/subscriptions/{}", s.id),
+        subscription_id: s.id.to_string(),
+        tenant_id: s.tenant_id.to_string(),
+        display_name: s.display_name.clone(),
+        state: "Enabled".into(),
+    }
 }
 
 fn user_json(u: &model::User) -> proto::User {

@@ -1,11 +1,14 @@
 //! The HTTP surface, one module per flow or resource. Handlers are thin: parse, call the
 //! domain, shape the answer.
 
+pub mod arm;
 pub mod directory;
 pub mod discovery;
 pub mod health;
 pub mod json;
 pub mod oauth;
+pub mod openapi;
+pub mod rbac;
 
 use std::time::Instant;
 
@@ -13,7 +16,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, delete, get, post};
 
 use crate::state::AppState;
 
@@ -51,6 +54,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
         .route("/subscriptions", get(directory::subscriptions))
+        .route("/subscriptions/{*rest}", any(arm::handle))
+        .route("/api/v1/roleAssignments", get(rbac::list_assignments).post(rbac::create_assignment))
+        .route("/api/v1/roleAssignments/{id}", delete(rbac::delete_assignment))
+        .route("/api/v1/roleDefinitions", get(rbac::list_definitions).post(rbac::create_definition))
+        .route("/api/v1/authorization/check", post(rbac::check))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .fallback(json::not_found)
         .layer(middleware::from_fn(access_log))
         .with_state(state)
