@@ -45,6 +45,171 @@ pub enum Command {
     /// Token-signing keys (operates on a server's data directory).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Resource groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Machine learning: workspaces.
+    #[command(subcommand)]
+    Ml(MlCommand),
+    /// Role-based access control.
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionArg {
+    /// Subscription id (default: the signed-in account's).
+    #[arg(long, global = true)]
+    pub subscription: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    Create {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(short = 'l', long)]
+        location: Option<String>,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    Show {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    List {
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    Delete {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MlCommand {
+    /// Workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    Create {
+        #[arg(short = 'w', long = "workspace-name", alias = "name")]
+        workspace: String,
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    Show {
+        #[arg(short = 'w', long = "workspace-name", alias = "name")]
+        workspace: String,
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: String,
+        /// Write config.json (into the given folder, default the current one).
+        #[arg(long, num_args = 0..=1, default_missing_value = ".")]
+        write_config: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    List {
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: Option<String>,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    Delete {
+        #[arg(short = 'w', long = "workspace-name", alias = "name")]
+        workspace: String,
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: String,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+    /// Give a user or service principal a role on the workspace.
+    Share {
+        #[arg(short = 'w', long = "workspace-name", alias = "name")]
+        workspace: String,
+        #[arg(short = 'g', long = "resource-group")]
+        resource_group: String,
+        /// Object id, application id or user principal name.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        sub: SubscriptionArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    #[command(subcommand)]
+    Assignment(AssignmentCommand),
+    #[command(subcommand)]
+    Definition(DefinitionCommand),
+    /// Is an action allowed for a principal at a scope, and which assignment decides?
+    Check {
+        #[arg(long)]
+        assignee: String,
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        scope: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssignmentCommand {
+    Create {
+        #[arg(long)]
+        assignee: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        scope: String,
+    },
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        include_inherited: bool,
+    },
+    /// Delete by id, or by assignee, role and scope.
+    Delete {
+        #[arg(long)]
+        ids: Vec<String>,
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefinitionCommand {
+    /// From a file of Azure's role-definition JSON (or the JSON itself).
+    Create {
+        #[arg(long)]
+        role_definition: String,
+    },
+    List {
+        #[arg(long)]
+        custom_role_only: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +315,12 @@ pub enum SpCommand {
         /// Lifetime of the secret in years (default 1).
         #[arg(long)]
         years: Option<u32>,
+        /// A role to assign the new principal (needs --scopes).
+        #[arg(long, requires = "scopes")]
+        role: Option<String>,
+        /// Scopes for --role.
+        #[arg(long, num_args = 1.., requires = "role")]
+        scopes: Vec<String>,
     },
     Show {
         /// Object id or application id.

@@ -4,6 +4,10 @@
 //! API and subscriptions. Errors decode the server's own error bodies, so callers can match on
 //! the OAuth error or the API's stable code.
 
+mod rbac;
+mod resources;
+pub mod workspace;
+
 use std::time::Duration;
 
 use mlgate_proto::{
@@ -69,7 +73,20 @@ impl Client {
         &self.base
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+    pub(crate) async fn send_empty(&self, req: RequestBuilder) -> Result<()> {
+        let resp = req.send().await.map_err(|e| ClientError::Transport(describe(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status, body: Box::new(body) }),
+            Err(_) => Err(ClientError::Unexpected { status }),
+        }
+    }
+
+    pub(crate) async fn send<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
         let resp = req.send().await.map_err(|e| ClientError::Transport(describe(&e)))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(describe(&e)))?;
@@ -85,7 +102,7 @@ impl Client {
         Err(ClientError::Unexpected { status })
     }
 
-    fn api(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+    pub(crate) fn api(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token)
     }
 
@@ -221,25 +238,12 @@ impl Client {
 
     pub async fn delete_service_principal(&self, token: &str, id: &str) -> Result<()> {
         let path = format!("/api/v1/servicePrincipals/{}", enc(id));
-        let resp = self
-            .api(Method::DELETE, &path, token)
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport(describe(&e)))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let bytes = resp.bytes().await.unwrap_or_default();
-        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
-            Ok(body) => Err(ClientError::Api { status, body: Box::new(body) }),
-            Err(_) => Err(ClientError::Unexpected { status }),
-        }
+        self.send_empty(self.api(Method::DELETE, &path, token)).await
     }
 }
 
 /// Path segments are ids; anything else is percent-encoded rather than trusted.
-fn enc(segment: &str) -> String {
+pub(crate) fn enc(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use mlgate_proto::{CreateServicePrincipal, CreateUser, ResetCredential, SdkAuth};
+use mlgate_proto::{
+    CreateRoleAssignment, CreateServicePrincipal, CreateUser, ResetCredential, SdkAuth,
+};
 use serde_json::json;
 
 use super::Session;
@@ -28,13 +30,29 @@ pub async fn run(
         AdCommand::User(UserCommand::List) => return output::print(out, &c.users(&token).await?),
     };
     match cmd {
-        SpCommand::CreateForRbac { name, sdk_auth, years } => {
+        SpCommand::CreateForRbac { name, sdk_auth, years, role, scopes } => {
             let created = c
                 .create_service_principal(
                     &token,
                     &CreateServicePrincipal { display_name: name, years },
                 )
                 .await?;
+            if let Some(role) = role {
+                for scope in &scopes {
+                    let req = CreateRoleAssignment {
+                        assignee: created.object_id.clone(),
+                        role: role.clone(),
+                        scope: scope.clone(),
+                    };
+                    if let Err(e) = c.create_role_assignment(&token, &req).await {
+                        // Leave nothing half-made: the principal goes with its failed role.
+                        let _ = c.delete_service_principal(&token, &created.object_id).await;
+                        return Err(anyhow::anyhow!(e).context(format!(
+                            "assigning '{role}' at '{scope}' failed; the service principal was removed"
+                        )));
+                    }
+                }
+            }
             if sdk_auth {
                 let Some(subscription_id) = s.profile.subscription_id.clone() else {
                     bail!("--sdk-auth needs a subscription, and the signed-in account has none");

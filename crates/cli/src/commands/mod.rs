@@ -5,6 +5,8 @@ mod account;
 mod ad;
 mod keys;
 mod login;
+mod ml;
+mod role;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Account(cmd) => account::run(cli.server, cli.ca_file, cmd, out).await,
         Command::Ad(cmd) => ad::run(cli.server, cli.ca_file, cmd, out).await,
         Command::Keys(cmd) => keys::run(cmd, out).await,
+        Command::Group(cmd) => ml::group(cli.server, cli.ca_file, cmd, out).await,
+        Command::Ml(cmd) => ml::ml(cli.server, cli.ca_file, cmd, out).await,
+        Command::Role(cmd) => role::run(cli.server, cli.ca_file, cmd, out).await,
     }
 }
 
@@ -112,6 +117,13 @@ impl Session {
         );
         profile::save(&self.profile)?;
         Ok((resp.access_token, expires_on))
+    }
+
+    /// The subscription to act in: the flag, else the profile's default.
+    pub fn subscription(&self, flag: Option<String>) -> Result<String> {
+        flag.or_else(|| self.profile.subscription_id.clone()).context(
+            "no subscription: pass --subscription, or sign in with an account that has one",
+        )
     }
 
     /// A token for the mlgate API itself.
