@@ -47,15 +47,20 @@ impl ServicePrincipalAuthentication {
     /// From `AML_TENANT_ID`, `AML_PRINCIPAL_ID` and `AML_PRINCIPAL_PASS`, as the Azure ML
     /// documentation recommends for automation.
     pub fn from_env() -> Result<Self> {
-        let var = |k: &str| {
-            std::env::var(k).map_err(|_| {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`Self::from_env`] over any lookup of the three variables.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |k: &str| {
+            var(k).filter(|v| !v.is_empty()).ok_or_else(|| {
                 ClientError::Config(format!("the environment variable {k} is not set"))
             })
         };
         Ok(Self::new(
-            &var("AML_TENANT_ID")?,
-            &var("AML_PRINCIPAL_ID")?,
-            &var("AML_PRINCIPAL_PASS")?,
+            &get("AML_TENANT_ID")?,
+            &get("AML_PRINCIPAL_ID")?,
+            &get("AML_PRINCIPAL_PASS")?,
         ))
     }
 
@@ -192,6 +197,22 @@ impl Workspace {
     /// current folder and its parents. The server comes from the file or `MLGATE_SERVER`, the
     /// CA from `MLGATE_CA_FILE`; without `auth`, the `AML_*` service-principal variables.
     pub async fn from_config(path: Option<&Path>, auth: Option<Authentication>) -> Result<Self> {
+        let ca = match std::env::var_os("MLGATE_CA_FILE") {
+            Some(p) => Some(
+                std::fs::read(&p)
+                    .map_err(|e| ClientError::Config(format!("MLGATE_CA_FILE: {e}")))?,
+            ),
+            None => None,
+        };
+        Self::from_config_with_ca(path, auth, ca.as_deref()).await
+    }
+
+    /// [`Self::from_config`] trusting the given CA (PEM) instead of `MLGATE_CA_FILE`.
+    pub async fn from_config_with_ca(
+        path: Option<&Path>,
+        auth: Option<Authentication>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self> {
         let start = match path {
             Some(p) => p.to_path_buf(),
             None => std::env::current_dir().map_err(|e| ClientError::Config(e.to_string()))?,
@@ -215,14 +236,7 @@ impl Workspace {
             .ok_or_else(|| {
                 ClientError::Config("no server in the config and MLGATE_SERVER is not set".into())
             })?;
-        let ca = match std::env::var_os("MLGATE_CA_FILE") {
-            Some(p) => Some(
-                std::fs::read(&p)
-                    .map_err(|e| ClientError::Config(format!("MLGATE_CA_FILE: {e}")))?,
-            ),
-            None => None,
-        };
-        let client = Client::new(&server, ca.as_deref())?;
+        let client = Client::new(&server, ca_pem)?;
         let auth = match auth {
             Some(a) => a,
             None => Authentication::ServicePrincipal(ServicePrincipalAuthentication::from_env()?),

@@ -11,3 +11,4 @@ mod forged_tokens;
 mod keys;
 mod lifecycle;
 mod oauth;
+mod rbac;

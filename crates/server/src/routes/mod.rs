@@ -21,6 +21,29 @@ use axum::routing::{any, delete, get, post};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    // ARM matches paths case-insensitively; the routes below are written in lower case, so the
+    // `/subscriptions` keyword is normalised before routing (the rest is parsed in `arm`).
+    Router::new().fallback_service(routes(state)).layer(middleware::map_request(lowercase_arm_root))
+}
+
+async fn lowercase_arm_root(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let is_arm = path.len() >= 14
+        && path.as_bytes()[0] == b'/'
+        && path[1..14].eq_ignore_ascii_case("subscriptions")
+        && !path[1..14].eq("subscriptions")
+        && (path.len() == 14 || path.as_bytes()[14] == b'/');
+    if is_arm {
+        let rest =
+            req.uri().path_and_query().map(|pq| pq.as_str()[14..].to_string()).unwrap_or_default();
+        if let Ok(uri) = format!("/subscriptions{rest}").parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
