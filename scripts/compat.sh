@@ -37,7 +37,7 @@ for line in sys.stdin:
     sys.stdout.write(line)
     sys.stdout.flush()
 '
-redact() { MLGATE_REDACT="${PW}"$'\n'"${SECRET}" python3 -u -c "$REDACT_PY"; }
+redact() { MLGATE_REDACT="${PW}"$'\n'"${SECRET}"$'\n'"${READER_SECRET:-}" python3 -u -c "$REDACT_PY"; }
 
 cleanup() {
   local rc=$?
@@ -121,10 +121,29 @@ for k in ("clientId", "clientSecret", "tenantId"):
 unset SP_FIELDS
 echo "compat: service principal $CLIENT_ID in tenant $TENANT_ID"
 
+# --- the seed's RBAC walkthrough: a workspace shared with the principal as owner, and a
+# --- second principal created with the Reader role on it --------------------------------
+mlgate() { "$BIN" "$@" 2>>"$TMP/cli.log"; }
+RG=compat-rg WS=compat-ws
+mlgate group create -n "$RG" >/dev/null || { echo "compat: 'mlgate group create' failed" >&2; exit 1; }
+WS_ID="$(mlgate ml workspace create -w "$WS" -g "$RG" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')" \
+  || { echo "compat: 'mlgate ml workspace create' failed" >&2; exit 1; }
+mlgate ad sp show --id "$CLIENT_ID" >/dev/null || { echo "compat: 'mlgate ad sp show' failed" >&2; exit 1; }
+mlgate ml workspace share -w "$WS" -g "$RG" --user "$CLIENT_ID" --role owner >/dev/null \
+  || { echo "compat: 'mlgate ml workspace share' failed" >&2; exit 1; }
+mlgate ad sp create-for-rbac --sdk-auth --name compat-reader --role Reader --scopes "$WS_ID" >"$TMP/reader.json" \
+  || { echo "compat: 'create-for-rbac --role Reader' failed" >&2; exit 1; }
+READER_FIELDS="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["clientId"]); print(d["clientSecret"]); print(d["subscriptionId"])' "$TMP/reader.json")"
+{ read -r READER_ID; read -r READER_SECRET; read -r SUBSCRIPTION_ID; } <<<"$READER_FIELDS"
+unset READER_FIELDS
+echo "compat: workspace $WS_ID shared; reader $READER_ID"
+
 # --- run the suites ------------------------------------------------------------
 export MLGATE_URL="$URL" MLGATE_CA="$CA" MLGATE_TENANT_ID="$TENANT_ID" \
   MLGATE_TENANT_DOMAIN=mlgate.local MLGATE_CLIENT_ID="$CLIENT_ID" \
   MLGATE_CLIENT_SECRET="$SECRET" MLGATE_RESOURCE=https://management.azure.com/ \
+  MLGATE_SUBSCRIPTION_ID="$SUBSCRIPTION_ID" MLGATE_RESOURCE_GROUP="$RG" MLGATE_WORKSPACE="$WS" \
+  MLGATE_READER_CLIENT_ID="$READER_ID" MLGATE_READER_CLIENT_SECRET="$READER_SECRET" \
   REQUESTS_CA_BUNDLE="$CA" NODE_EXTRA_CA_CERTS="$CA"
 
 py_status=PASS
