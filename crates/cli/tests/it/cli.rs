@@ -246,3 +246,247 @@ async fn the_cli_renews_an_expiring_token_with_its_rotating_refresh_token() {
         "the rotated token was kept"
     );
 }
+
+#[tokio::test]
+async fn workspaces_and_roles_through_the_cli() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    cli.run(&["login", "-u", ADMIN, "-p", ADMIN_PASSWORD]).await.json();
+
+    let rg = cli.run(&["group", "create", "-n", "ml-rg", "-l", "westeurope"]).await.json();
+    assert_eq!(rg["name"], "ml-rg");
+    let ws = cli.run(&["ml", "workspace", "create", "-w", "ml-ws", "-g", "ml-rg"]).await.json();
+    let ws_id = ws["id"].as_str().unwrap().to_string();
+    assert!(ws_id.ends_with("/providers/Microsoft.MachineLearningServices/workspaces/ml-ws"));
+    assert_eq!(
+        cli.run(&["ml", "workspace", "list", "-g", "ml-rg"]).await.json().as_array().unwrap().len(),
+        1
+    );
+
+    // show --write-config writes config.json with the server URL.
+    let folder = TempDir::new();
+    let out = cli
+        .run(&[
+            "ml",
+            "workspace",
+            "show",
+            "-w",
+            "ml-ws",
+            "-g",
+            "ml-rg",
+            "--write-config",
+            folder.0.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.0.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["workspace_name"], "ml-ws");
+    assert_eq!(cfg["resource_group"], "ml-rg");
+    assert_eq!(cfg["server"], s.url);
+    assert_eq!(cfg["subscription_id"].as_str().unwrap().len(), 36);
+
+    // The seed's flow: create-for-rbac, sp show, ml workspace share --role owner.
+    let auth =
+        cli.run(&["ad", "sp", "create-for-rbac", "--sdk-auth", "--name", "ml-auth"]).await.json();
+    let app = auth["clientId"].as_str().unwrap().to_string();
+    let secret = auth["clientSecret"].as_str().unwrap().to_string();
+    let shown = cli.run(&["ad", "sp", "show", "--id", &app]).await.json();
+    let oid = shown["id"].as_str().unwrap().to_string();
+    let shared = cli
+        .run(&[
+            "ml",
+            "workspace",
+            "share",
+            "-w",
+            "ml-ws",
+            "-g",
+            "ml-rg",
+            "--user",
+            &oid,
+            "--role",
+            "owner",
+        ])
+        .await
+        .json();
+    assert_eq!(shared["roleDefinitionName"], "Owner");
+    let c = s.client();
+    let t =
+        c.client_credentials(&s.tenant_id, &app, &secret, ARM_SCOPE).await.unwrap().access_token;
+    let sub = cfg["subscription_id"].as_str().unwrap();
+    assert_eq!(c.workspace(&t, sub, "ml-rg", "ml-ws").await.unwrap().name, "ml-ws");
+
+    // A Reader made in one step; it reads and is refused a write.
+    let reader = cli
+        .run(&[
+            "ad",
+            "sp",
+            "create-for-rbac",
+            "--name",
+            "ml-reader",
+            "--role",
+            "Reader",
+            "--scopes",
+            &ws_id,
+        ])
+        .await
+        .json();
+    let rt = c
+        .client_credentials(
+            &s.tenant_id,
+            reader["appId"].as_str().unwrap(),
+            reader["password"].as_str().unwrap(),
+            ARM_SCOPE,
+        )
+        .await
+        .unwrap()
+        .access_token;
+    assert!(c.workspace(&rt, sub, "ml-rg", "ml-ws").await.is_ok());
+    assert_eq!(
+        c.put_workspace(&rt, sub, "ml-rg", "ml-ws", None).await.unwrap_err().status().unwrap(),
+        403
+    );
+
+    // A failed role leaves no principal behind.
+    let before = cli.run(&["ad", "sp", "list"]).await.json().as_array().unwrap().len();
+    let bad = cli
+        .run(&[
+            "ad",
+            "sp",
+            "create-for-rbac",
+            "--name",
+            "doomed",
+            "--role",
+            "Emperor",
+            "--scopes",
+            &ws_id,
+        ])
+        .await;
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("removed"), "{}", bad.stderr);
+    assert_eq!(cli.run(&["ad", "sp", "list"]).await.json().as_array().unwrap().len(), before);
+
+    // role definition create from an Azure JSON file; role assignment create / list / delete.
+    let role_file = folder.0.join("role.json");
+    std::fs::write(
+        &role_file,
+        serde_json::json!({
+            "Name": "Model Reader",
+            "IsCustom": true,
+            "Description": "Reads models only.",
+            "Actions": ["Microsoft.MachineLearningServices/workspaces/models/read"],
+            "NotActions": [],
+            "DataActions": [],
+            "NotDataActions": [],
+            "AssignableScopes": [format!("/subscriptions/{sub}")]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let def = cli
+        .run(&["role", "definition", "create", "--role-definition", role_file.to_str().unwrap()])
+        .await
+        .json();
+    assert_eq!(def["Name"], "Model Reader");
+    assert_eq!(def["IsCustom"], true);
+    let customs = cli.run(&["role", "definition", "list", "--custom-role-only"]).await.json();
+    assert_eq!(customs.as_array().unwrap().len(), 1);
+    let all = cli.run(&["role", "definition", "list", "-o", "table"]).await;
+    for name in ["Owner", "Contributor", "Reader", "AzureML Data Scientist", "Model Reader"] {
+        assert!(all.stdout.contains(name), "{name} missing:\n{}", all.stdout);
+    }
+    let assigned = cli
+        .run(&[
+            "role",
+            "assignment",
+            "create",
+            "--assignee",
+            &app,
+            "--role",
+            "Model Reader",
+            "--scope",
+            &ws_id,
+        ])
+        .await
+        .json();
+    assert_eq!(assigned["principalId"], oid);
+    let dup = cli
+        .run(&[
+            "role",
+            "assignment",
+            "create",
+            "--assignee",
+            &app,
+            "--role",
+            "Model Reader",
+            "--scope",
+            &ws_id,
+        ])
+        .await;
+    assert_eq!(dup.code, 1);
+    assert!(dup.stderr.contains("Conflict"), "{}", dup.stderr);
+    let listed = cli.run(&["role", "assignment", "list", "--assignee", &app]).await.json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // role check explains.
+    let check = cli
+        .run(&[
+            "role",
+            "check",
+            "--assignee",
+            &app,
+            "--action",
+            "Microsoft.Authorization/roleAssignments/write",
+            "--scope",
+            &format!("{ws_id}/models/m1"),
+        ])
+        .await
+        .json();
+    assert_eq!(check["allowed"], true);
+    assert_eq!(check["decidedBy"]["roleDefinitionName"], "Owner");
+    let check = cli
+        .run(&[
+            "role",
+            "check",
+            "--assignee",
+            reader["appId"].as_str().unwrap(),
+            "--action",
+            "Microsoft.MachineLearningServices/workspaces/write",
+            "--scope",
+            &ws_id,
+        ])
+        .await
+        .json();
+    assert_eq!(check["allowed"], false);
+    assert!(check["considered"][0]["reason"].as_str().unwrap().contains("does not grant"));
+
+    let del = cli
+        .run(&[
+            "role",
+            "assignment",
+            "delete",
+            "--assignee",
+            &app,
+            "--role",
+            "Model Reader",
+            "--scope",
+            &ws_id,
+        ])
+        .await;
+    assert_eq!(del.code, 0, "{}", del.stderr);
+    assert_eq!(
+        cli.run(&["role", "assignment", "list", "--assignee", &app])
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert_eq!(cli.run(&["ml", "workspace", "delete", "-w", "ml-ws", "-g", "ml-rg"]).await.code, 0);
+    let gone = cli.run(&["ml", "workspace", "show", "-w", "ml-ws", "-g", "ml-rg"]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("NotFound"), "{}", gone.stderr);
+}
