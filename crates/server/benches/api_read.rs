@@ -5,6 +5,9 @@
 //! Run: `cargo bench -p mlgate-server --bench api_read` (needs `wrk`: `bench/setup.sh`).
 //! Environment: ROUNDS (3), DURATION (10s), CONNS (32).
 
+// A benchmark stops at the first failure; panicking is its error handling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 use std::sync::Arc;
 

@@ -45,6 +45,10 @@ async fn principal_with(w: &World, name: &str, role: Option<(&str, &str)>) -> (S
     (sp.object_id, t.access_token)
 }
 
+/// A principal's name, its role and scope (if any), and the expected [read, write, delete,
+/// assign] statuses.
+type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, [u16; 4]);
+
 fn code<T>(r: Result<T, ClientError>) -> (u16, String) {
     match r {
         Err(ClientError::Api { status, body }) => (status.as_u16(), body.error.code),
@@ -99,7 +103,7 @@ async fn the_role_by_operation_matrix() {
     c.create_role_definition(&w.admin, &custom).await.unwrap();
 
     //                          read write delete assign
-    let expect: &[(&str, Option<(&str, &str)>, [u16; 4])] = &[
+    let expect: &[Row] = &[
         ("owner", Some(("Owner", &rg1)), [200, 200, 404, 200]),
         ("contributor", Some(("Contributor", &rg1)), [200, 200, 404, 403]),
         ("reader", Some(("Reader", &rg1)), [200, 403, 403, 403]),

@@ -100,7 +100,7 @@ impl Scope {
                 {
                     return Err(err("invalid provider namespace"));
                 }
-                if deeper[2..].len() % 2 != 0 {
+                if !deeper[2..].len().is_multiple_of(2) {
                     return Err(err("resource types and names come in pairs"));
                 }
                 canonical.push("providers".into());
