@@ -23,6 +23,13 @@ use crate::secrets::{digest_matches, new_opaque_token, random_bytes, sha256};
 use crate::store::Store;
 use crate::tokens::{AccessClaims, IdClaims, TokenError, normalize_resource, verify_access_token};
 
+mod interactive;
+
+pub use interactive::{
+    AuthorizeError, AuthorizeParams, AuthorizeRequest, DeviceCodeIssued, DeviceProblem, DeviceView,
+    Introspection, is_loopback_redirect, normalize_user_code as normalize_code,
+};
+
 /// Resources (token audiences) every mlgate server knows: ARM's identifiers, Azure ML's, and
 /// the authority's own; the server adds its public URL.
 pub const BUILTIN_RESOURCES: &[&str] = &[
@@ -54,8 +61,23 @@ pub enum Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
     ClientCredentials,
-    Password { username: String, password: String },
-    RefreshToken { refresh_token: String },
+    Password {
+        username: String,
+        password: String,
+    },
+    RefreshToken {
+        refresh_token: String,
+    },
+    /// RFC 8628 polling.
+    DeviceCode {
+        device_code: String,
+    },
+    /// RFC 6749 4.1.3 with PKCE (RFC 7636).
+    AuthorizationCode {
+        code: String,
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +103,9 @@ pub enum OAuthErrorKind {
     InvalidScope,
     TemporarilyUnavailable,
     ServerError,
+    AuthorizationPending,
+    ExpiredToken,
+    AccessDenied,
 }
 
 impl OAuthErrorKind {
@@ -95,6 +120,9 @@ impl OAuthErrorKind {
             Self::InvalidScope => "invalid_scope",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::ServerError => "server_error",
+            Self::AuthorizationPending => "authorization_pending",
+            Self::ExpiredToken => "expired_token",
+            Self::AccessDenied => "access_denied",
         }
     }
 }
@@ -198,6 +226,11 @@ impl Authority {
         format!("{}/{tenant}/v2.0", self.cfg.public_url)
     }
 
+    /// The HMAC key of the sign-in pages' cookies.
+    pub fn cookie_key(&self) -> &aws_lc_rs::hmac::Key {
+        self.master.cookie_key()
+    }
+
     pub fn jwks(&self) -> Vec<Jwk> {
         self.keys.current().jwks.clone()
     }
@@ -253,6 +286,22 @@ impl Authority {
             Grant::RefreshToken { refresh_token } => {
                 let client = self.authenticate_client(&tenant, &req, false).await?;
                 self.refresh(&tenant, &client, refresh_token, &req, scope).await
+            }
+            Grant::DeviceCode { device_code } => {
+                let client = self.authenticate_client(&tenant, &req, false).await?;
+                self.redeem_device_code(&tenant, &client, device_code, &req).await
+            }
+            Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                let client = self.authenticate_client(&tenant, &req, false).await?;
+                self.redeem_authorization_code(
+                    &tenant,
+                    &client,
+                    code,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_deref(),
+                    &req,
+                )
+                .await
             }
         }
     }
@@ -491,6 +540,7 @@ impl Authority {
         self.issue(tenant, subject, &resource, req, scope, Some(grant.family)).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn issue(
         &self,
         tenant: &Tenant,
@@ -500,10 +550,35 @@ impl Authority {
         scope: Option<String>,
         family: Option<GrantFamilyId>,
     ) -> Result<Issued, GrantError> {
+        self.issue_with_nonce(
+            tenant,
+            subject,
+            resource,
+            req.endpoint,
+            req.client_info,
+            scope,
+            family,
+            None,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_with_nonce(
+        &self,
+        tenant: &Tenant,
+        subject: Subject<'_>,
+        resource: &str,
+        endpoint: Endpoint,
+        want_client_info: bool,
+        scope: Option<String>,
+        family: Option<GrantFamilyId>,
+        nonce: Option<String>,
+    ) -> Result<Issued, GrantError> {
         let now = self.clock.now();
         let iat = now.unix_timestamp();
         let exp = iat + self.cfg.access_token_lifetime.whole_seconds();
-        let v1 = req.endpoint == Endpoint::V1;
+        let v1 = endpoint == Endpoint::V1;
         let issuer = if v1 { self.issuer_v1(tenant.id) } else { self.issuer_v2(tenant.id) };
         let uti = URL_SAFE_NO_PAD.encode(random_bytes::<16>());
         let (client_id, claims) = match &subject {
@@ -581,7 +656,7 @@ impl Authority {
                 ver: if v1 { "1.0" } else { "2.0" }.into(),
                 name: user.display_name.clone(),
                 preferred_username: user.user_principal_name.clone(),
-                nonce: None,
+                nonce,
             };
             id_token = Some(keys.signer.sign_jwt(&id_claims).map_err(sign_err)?);
             let rt = new_opaque_token();
@@ -600,7 +675,7 @@ impl Authority {
             };
             self.directory.store().insert_refresh_grant(&grant).await.map_err(Error::from)?;
             refresh_token = Some(rt);
-            if req.client_info {
+            if want_client_info {
                 let info = serde_json::json!({"uid": user.object_id.to_string(),
                                               "utid": tenant.id.to_string()});
                 client_info = Some(URL_SAFE_NO_PAD.encode(info.to_string()));

@@ -39,8 +39,9 @@ pub enum KeyError {
     Sign,
 }
 
-/// The AES-256-GCM key that seals private keys at rest.
-pub struct MasterKey(LessSafeKey);
+/// The AES-256-GCM key that seals private keys at rest, and an HMAC key derived from it for
+/// the sign-in pages' cookies (so every node sharing the master key accepts them).
+pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,7 +66,17 @@ impl MasterKey {
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| KeyError::MasterKey("rejected by AES-256-GCM".into()))?;
-        Ok(Self(LessSafeKey::new(key)))
+        let derived = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes),
+            b"mlgate web cookies v1",
+        );
+        let cookie_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref());
+        Ok(Self(LessSafeKey::new(key), cookie_key))
+    }
+
+    /// The key that signs the sign-in pages' cookies and CSRF tokens.
+    pub fn cookie_key(&self) -> &aws_lc_rs::hmac::Key {
+        &self.1
     }
 
     /// `nonce || ciphertext || tag`.

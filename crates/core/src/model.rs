@@ -181,6 +181,74 @@ pub struct RoleAssignmentRecord {
     pub created_by: Option<ObjectId>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    Pending,
+    Approved,
+    Denied,
+    /// Tokens were issued; the device code cannot be used again.
+    Consumed,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Consumed => "consumed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "approved" => Some(Self::Approved),
+            "denied" => Some(Self::Denied),
+            "consumed" => Some(Self::Consumed),
+            _ => None,
+        }
+    }
+}
+
+/// A device authorization (RFC 8628): the device code is stored as a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceAuthorization {
+    pub digest: [u8; 32],
+    /// Normalised: upper case, no separator.
+    pub user_code: String,
+    pub tenant_id: TenantId,
+    pub client_id: AppId,
+    pub resource: String,
+    /// The v2 scope to echo; `None` on the v1 endpoint.
+    pub scope: Option<String>,
+    pub v1: bool,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub interval_secs: i64,
+    pub state: DeviceState,
+    pub user_id: Option<ObjectId>,
+    pub last_poll_at: Option<OffsetDateTime>,
+}
+
+/// An authorization code bound to its client, redirect URI and PKCE challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub digest: [u8; 32],
+    pub tenant_id: TenantId,
+    pub client_id: AppId,
+    pub user_id: ObjectId,
+    pub redirect_uri: String,
+    /// base64url(SHA-256(code_verifier)).
+    pub code_challenge: String,
+    pub resource: String,
+    pub scope: Option<String>,
+    pub nonce: Option<String>,
+    pub v1: bool,
+    pub expires_at: OffsetDateTime,
+    pub used: bool,
+}
+
 /// A custom role as stored: its Azure JSON, re-validated when loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomRoleRecord {

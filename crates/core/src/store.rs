@@ -9,8 +9,9 @@ use crate::ids::{
     AppId, GrantFamilyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SubscriptionId, TenantId,
 };
 use crate::model::{
-    ClientSecret, CustomRoleRecord, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
-    ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState,
+    RefreshGrant, ResourceGroup, RoleAssignmentRecord, ServicePrincipal, SigningKeyRecord,
+    Subscription, Tenant, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -171,10 +172,53 @@ pub trait ResourceStore: Send + Sync {
     async fn delete_workspace(&self, sub: SubscriptionId, rg: &str, name: &str) -> StoreResult<()>;
 }
 
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    async fn insert_device_authorization(&self, d: &DeviceAuthorization) -> StoreResult<()>;
+    async fn device_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// Returns the record as it was and stamps `last_poll_at = now`.
+    async fn poll_device(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<DeviceAuthorization>>;
+    /// Moves a pending, unexpired authorization to `state` (approved or denied) for `user`;
+    /// false when it was no longer pending.
+    async fn decide_device(
+        &self,
+        user_code: &str,
+        state: DeviceState,
+        user: ObjectId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Approved -> consumed, atomically; false if it was not approved.
+    async fn consume_device(&self, digest: &[u8; 32]) -> StoreResult<bool>;
+    async fn insert_authorization_code(&self, c: &AuthorizationCode) -> StoreResult<()>;
+    /// Marks the code used and returns it as it was (so a second use is visible).
+    async fn take_authorization_code(
+        &self,
+        digest: &[u8; 32],
+    ) -> StoreResult<Option<AuthorizationCode>>;
+    /// Revokes a refresh token's whole family; false if the token is unknown.
+    async fn revoke_refresh_token(&self, digest: &[u8; 32]) -> StoreResult<bool>;
+    async fn refresh_grant(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshGrant>>;
+}
+
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
-    DirectoryStore + KeyStore + GrantStore + RbacStore + ResourceStore + Send + Sync + 'static
+    DirectoryStore
+    + KeyStore
+    + GrantStore
+    + RbacStore
+    + ResourceStore
+    + FlowStore
+    + Send
+    + Sync
+    + 'static
 {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;

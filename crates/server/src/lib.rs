@@ -13,6 +13,7 @@ pub mod error;
 pub mod routes;
 pub mod state;
 pub mod tls;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -251,6 +252,17 @@ impl Server {
             resources,
             store,
             public_url: url.clone().into(),
+            secure_cookies: url.starts_with("https://"),
+            code_attempts: Arc::new(web::limiter::Limiter::new(
+                10,
+                1000,
+                StdDuration::from_secs(600),
+            )),
+            password_attempts: Arc::new(web::limiter::Limiter::new(
+                10,
+                1000,
+                StdDuration::from_secs(600),
+            )),
         };
         let app = routes::router(state.clone());
         listener.set_nonblocking(true)?;
@@ -294,7 +306,8 @@ impl Server {
                 }
             }
         });
-        let service = self.app.into_make_service();
+        // The sign-in pages limit failed attempts per client address.
+        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
         let served = match self.tls {
             Some(cfg) => {
                 axum_server::from_tcp_rustls(self.listener, cfg)?

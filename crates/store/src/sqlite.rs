@@ -11,13 +11,13 @@ use mlgate_core::ids::{
     AppId, GrantFamilyId, KeyId, ObjectId, RoleAssignmentId, SecretId, SubscriptionId, TenantId,
 };
 use mlgate_core::model::{
-    ClientSecret, CustomRoleRecord, KeyState, PrincipalType, RefreshGrant, ResourceGroup,
-    RoleAssignmentRecord, ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User,
-    Workspace,
+    AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState, KeyState,
+    PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord, ServicePrincipal,
+    SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 use mlgate_core::store::{
-    Bootstrap, DirectoryStore, GrantStore, KeepOneAssignment, KeyStore, RbacStore, ResourceStore,
-    Store, StoreError, StoreResult,
+    Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment, KeyStore, RbacStore,
+    ResourceStore, Store, StoreError, StoreResult,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -29,6 +29,7 @@ use time::OffsetDateTime;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_directory.sql")),
     (2, include_str!("../migrations/sqlite/0002_resources_rbac.sql")),
+    (3, include_str!("../migrations/sqlite/0003_interactive.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -990,6 +991,220 @@ impl ResourceStore for SqliteStore {
         );
         delete_assignments_within(&mut *tx, &key).await?;
         tx.commit().await.map_err(map_err)
+    }
+}
+
+fn device_from(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
+    let state: String = row.try_get("state").map_err(map_err)?;
+    let user: Option<String> = row.try_get("user_id").map_err(map_err)?;
+    let polled: Option<i64> = row.try_get("last_poll_at").map_err(map_err)?;
+    Ok(DeviceAuthorization {
+        digest: digest32(row.try_get("digest").map_err(map_err)?)?,
+        user_code: row.try_get("user_code").map_err(map_err)?,
+        tenant_id: parse(row, "tenant_id")?,
+        client_id: parse(row, "client_id")?,
+        resource: row.try_get("resource").map_err(map_err)?,
+        scope: row.try_get("scope").map_err(map_err)?,
+        v1: row.try_get("v1").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        expires_at: from_ts(row.try_get("expires_at").map_err(map_err)?)?,
+        interval_secs: row.try_get("interval_secs").map_err(map_err)?,
+        state: DeviceState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt("device state".into()))?,
+        user_id: user
+            .map(|u| u.parse())
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("user_id".into()))?,
+        last_poll_at: polled.map(from_ts).transpose()?,
+    })
+}
+
+fn code_from(row: &SqliteRow) -> StoreResult<AuthorizationCode> {
+    Ok(AuthorizationCode {
+        digest: digest32(row.try_get("digest").map_err(map_err)?)?,
+        tenant_id: parse(row, "tenant_id")?,
+        client_id: parse(row, "client_id")?,
+        user_id: parse(row, "user_id")?,
+        redirect_uri: row.try_get("redirect_uri").map_err(map_err)?,
+        code_challenge: row.try_get("code_challenge").map_err(map_err)?,
+        resource: row.try_get("resource").map_err(map_err)?,
+        scope: row.try_get("scope").map_err(map_err)?,
+        nonce: row.try_get("nonce").map_err(map_err)?,
+        v1: row.try_get("v1").map_err(map_err)?,
+        expires_at: from_ts(row.try_get("expires_at").map_err(map_err)?)?,
+        used: row.try_get("used").map_err(map_err)?,
+    })
+}
+
+#[async_trait]
+impl FlowStore for SqliteStore {
+    async fn insert_device_authorization(&self, d: &DeviceAuthorization) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO device_authorizations (digest, user_code, tenant_id, client_id, resource, \
+             scope, v1, created_at, expires_at, interval_secs, state, user_id, last_poll_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(d.digest.to_vec())
+        .bind(&d.user_code)
+        .bind(d.tenant_id.to_string())
+        .bind(d.client_id.to_string())
+        .bind(&d.resource)
+        .bind(&d.scope)
+        .bind(d.v1)
+        .bind(ts(d.created_at))
+        .bind(ts(d.expires_at))
+        .bind(d.interval_secs)
+        .bind(d.state.as_str())
+        .bind(d.user_id.map(|u| u.to_string()))
+        .bind(d.last_poll_at.map(ts))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        // Expired authorizations are dropped as new ones arrive.
+        sqlx::query("DELETE FROM device_authorizations WHERE expires_at < ?")
+            .bind(ts(d.created_at) - 86_400)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn device_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        let row = sqlx::query("SELECT * FROM device_authorizations WHERE user_code = ?")
+            .bind(user_code)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(device_from).transpose()
+    }
+
+    async fn poll_device(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<DeviceAuthorization>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query("SELECT * FROM device_authorizations WHERE digest = ?")
+            .bind(digest.to_vec())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let d = device_from(&row)?;
+        sqlx::query("UPDATE device_authorizations SET last_poll_at = ? WHERE digest = ?")
+            .bind(ts(now))
+            .bind(digest.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(d))
+    }
+
+    async fn decide_device(
+        &self,
+        user_code: &str,
+        state: DeviceState,
+        user: ObjectId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE device_authorizations SET state = ?, user_id = ? WHERE user_code = ? \
+             AND state = 'pending' AND expires_at > ?",
+        )
+        .bind(state.as_str())
+        .bind(user.to_string())
+        .bind(user_code)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn consume_device(&self, digest: &[u8; 32]) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE device_authorizations SET state = 'consumed' WHERE digest = ? AND state = 'approved'",
+        )
+        .bind(digest.to_vec())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_authorization_code(&self, c: &AuthorizationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (digest, tenant_id, client_id, user_id, redirect_uri, \
+             code_challenge, resource, scope, nonce, v1, expires_at, used) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.digest.to_vec())
+        .bind(c.tenant_id.to_string())
+        .bind(c.client_id.to_string())
+        .bind(c.user_id.to_string())
+        .bind(&c.redirect_uri)
+        .bind(&c.code_challenge)
+        .bind(&c.resource)
+        .bind(&c.scope)
+        .bind(&c.nonce)
+        .bind(c.v1)
+        .bind(ts(c.expires_at))
+        .bind(c.used)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM authorization_codes WHERE expires_at < ?")
+            .bind(ts(c.expires_at) - 86_400)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn take_authorization_code(
+        &self,
+        digest: &[u8; 32],
+    ) -> StoreResult<Option<AuthorizationCode>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let row = sqlx::query("SELECT * FROM authorization_codes WHERE digest = ?")
+            .bind(digest.to_vec())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let c = code_from(&row)?;
+        sqlx::query("UPDATE authorization_codes SET used = 1 WHERE digest = ?")
+            .bind(digest.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(c))
+    }
+
+    async fn revoke_refresh_token(&self, digest: &[u8; 32]) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE refresh_grants SET revoked = 1 WHERE family = \
+             (SELECT family FROM refresh_grants WHERE digest = ?)",
+        )
+        .bind(digest.to_vec())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn refresh_grant(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshGrant>> {
+        let row = sqlx::query("SELECT * FROM refresh_grants WHERE digest = ?")
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(grant_from).transpose()
     }
 }
 

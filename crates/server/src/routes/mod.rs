@@ -19,6 +19,7 @@ use axum::response::Response;
 use axum::routing::{any, delete, get, post};
 
 use crate::state::AppState;
+use crate::web;
 
 pub fn router(state: AppState) -> Router {
     // ARM matches paths case-insensitively; the routes below are written in lower case, so the
@@ -55,10 +56,19 @@ fn routes(state: AppState) -> Router {
         // Token endpoints.
         .route("/{tenant}/oauth2/token", post(oauth::token_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(oauth::token_v2))
-        .route("/{tenant}/oauth2/devicecode", post(oauth::not_enabled))
-        .route("/{tenant}/oauth2/v2.0/devicecode", post(oauth::not_enabled))
-        .route("/{tenant}/oauth2/authorize", get(oauth::not_enabled))
-        .route("/{tenant}/oauth2/v2.0/authorize", get(oauth::not_enabled))
+        .route("/{tenant}/oauth2/devicecode", post(oauth::devicecode_v1))
+        .route("/{tenant}/oauth2/v2.0/devicecode", post(oauth::devicecode_v2))
+        .route("/{tenant}/oauth2/authorize", get(web::authorize::show).post(web::authorize::submit))
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            get(web::authorize::show).post(web::authorize::submit),
+        )
+        .route("/{tenant}/oauth2/v2.0/revoke", post(oauth::revoke))
+        .route("/{tenant}/oauth2/revoke", post(oauth::revoke))
+        .route("/{tenant}/oauth2/v2.0/introspect", post(oauth::introspect))
+        .route("/devicelogin", get(web::devicelogin::enter).post(web::devicelogin::submit_code))
+        .route("/devicelogin/signin", post(web::devicelogin::submit_signin))
+        .route("/devicelogin/consent", post(web::devicelogin::submit_consent))
         // Management API.
         .route("/api/v1/me", get(directory::me))
         .route(

@@ -25,15 +25,160 @@ pub async fn token_v2(state: State<AppState>, tenant: Path<String>, req: Request
     token(state, tenant, req, Endpoint::V2).await
 }
 
-/// Flows that discovery names but this server does not offer yet answer with a clear OAuth
-/// error instead of a 404.
-pub async fn not_enabled() -> OAuthFailure {
-    OAuthFailure::new(GrantError::new(
-        OAuthErrorKind::InvalidRequest,
-        7000114,
-        "Interactive and device-code sign-in are not enabled on this server yet; use a client \
-         secret or a password.",
-    ))
+/// Reads a form body with the token endpoint's limits and content-type rule.
+async fn read_form(req: Request) -> Result<Vec<(String, String)>, OAuthFailure> {
+    let form_ok = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+        .unwrap_or(false);
+    let bytes = to_bytes(req.into_body(), MAX_TOKEN_BODY).await.map_err(|_| {
+        OAuthFailure::new(GrantError::invalid_request("The request body is too large."))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    })?;
+    if !form_ok {
+        return Err(OAuthFailure::new(GrantError::invalid_request(
+            "The request body must be 'application/x-www-form-urlencoded'.",
+        )));
+    }
+    Ok(form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+fn field(form: &[(String, String)], name: &str) -> Option<String> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+}
+
+pub async fn devicecode_v1(state: State<AppState>, tenant: Path<String>, req: Request) -> Response {
+    devicecode(state, tenant, req, Endpoint::V1).await
+}
+
+pub async fn devicecode_v2(state: State<AppState>, tenant: Path<String>, req: Request) -> Response {
+    devicecode(state, tenant, req, Endpoint::V2).await
+}
+
+/// RFC 8628 3.1-3.2, with the field names each client version expects.
+async fn devicecode(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    req: Request,
+    endpoint: Endpoint,
+) -> Response {
+    let result = async {
+        let form = read_form(req).await?;
+        let issued = state
+            .authority
+            .start_device_flow(
+                &tenant,
+                endpoint,
+                field(&form, "client_id").as_deref(),
+                field(&form, "resource"),
+                field(&form, "scope"),
+            )
+            .await
+            .map_err(OAuthFailure::new)?;
+        let uri_field =
+            if endpoint == Endpoint::V1 { "verification_url" } else { "verification_uri" };
+        Ok::<_, OAuthFailure>(serde_json::json!({
+            "device_code": issued.device_code,
+            "user_code": issued.user_code,
+            uri_field: issued.verification_uri,
+            "expires_in": issued.expires_in,
+            "interval": issued.interval,
+            "message": issued.message,
+        }))
+    }
+    .await;
+    match result {
+        Ok(body) => (no_store_headers(), Json(body)).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// RFC 7009: always 200 for a well-formed request, whether or not the token was known.
+pub async fn revoke(State(state): State<AppState>, req: Request) -> Response {
+    let result = async {
+        let form = read_form(req).await?;
+        let token = field(&form, "token").ok_or_else(|| {
+            OAuthFailure::new(GrantError::invalid_request(
+                "The request body must contain the following parameter: 'token'.",
+            ))
+        })?;
+        state.authority.revoke(&token).await.map_err(OAuthFailure::new)
+    }
+    .await;
+    match result {
+        Ok(()) => (no_store_headers(), StatusCode::OK).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// RFC 7662, for confidential clients (client_secret_post or HTTP Basic).
+pub async fn introspect(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    req: Request,
+) -> Response {
+    let basic =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let result = async {
+        let form = read_form(req).await?;
+        let token = field(&form, "token").ok_or_else(|| {
+            OAuthFailure::new(GrantError::invalid_request(
+                "The request body must contain the following parameter: 'token'.",
+            ))
+        })?;
+        let (mut id, mut secret) = (field(&form, "client_id"), field(&form, "client_secret"));
+        if let Some((i, s)) = basic.as_deref().and_then(parse_basic) {
+            id = Some(i);
+            secret = Some(s);
+        }
+        let creds = TokenRequest {
+            endpoint: Endpoint::V2,
+            grant: Grant::ClientCredentials,
+            client_id: id,
+            client_secret: secret,
+            resource: None,
+            scope: None,
+            client_info: false,
+        };
+        state.authority.introspect(&tenant, &creds, &token).await.map_err(OAuthFailure::new)
+    }
+    .await;
+    match result {
+        Ok(i) => {
+            let mut body = serde_json::json!({ "active": i.active });
+            if i.active
+                && let Some(obj) = body.as_object_mut()
+            {
+                let fields: [(&str, Option<serde_json::Value>); 10] = [
+                    ("token_type", i.token_type.map(Into::into)),
+                    ("client_id", i.client_id.map(Into::into)),
+                    ("sub", i.sub.map(Into::into)),
+                    ("tid", i.tid.map(Into::into)),
+                    ("aud", i.aud.map(Into::into)),
+                    ("iss", i.iss.map(Into::into)),
+                    ("scope", i.scope.map(Into::into)),
+                    ("username", i.username.map(Into::into)),
+                    ("exp", i.exp.map(Into::into)),
+                    ("iat", i.iat.map(Into::into)),
+                ];
+                for (k, v) in fields {
+                    if let Some(v) = v {
+                        obj.insert(k.into(), v);
+                    }
+                }
+            }
+            (no_store_headers(), Json(body)).into_response()
+        }
+        Err(f) => f.into_response(),
+    }
 }
 
 fn correlation_id(headers: &HeaderMap) -> Option<String> {
@@ -129,6 +274,10 @@ fn parse_form(
         "client_info",
         "client_assertion",
         "client_assertion_type",
+        "device_code",
+        "code",
+        "redirect_uri",
+        "code_verifier",
     ];
     let mut fields: Vec<(String, String)> = Vec::new();
     for (k, v) in form_urlencoded::parse(body) {
@@ -164,6 +313,19 @@ fn parse_form(
             Grant::Password { username: required("username")?, password: required("password")? }
         }
         "refresh_token" => Grant::RefreshToken { refresh_token: required("refresh_token")? },
+        // RFC 8628's URN, Azure's short form; ADAL sends the code as `code`.
+        "urn:ietf:params:oauth:grant-type:device_code" | "device_code" => Grant::DeviceCode {
+            device_code: get("device_code").or_else(|| get("code")).ok_or_else(|| {
+                GrantError::invalid_request(
+                    "The request body must contain the following parameter: 'device_code'.",
+                )
+            })?,
+        },
+        "authorization_code" => Grant::AuthorizationCode {
+            code: required("code")?,
+            redirect_uri: get("redirect_uri"),
+            code_verifier: get("code_verifier"),
+        },
         other => {
             let shown: String = other.chars().take(100).filter(|c| !c.is_control()).collect();
             return Err(GrantError::new(

@@ -1,0 +1,12 @@
+//! The sign-in pages a person sees: `/devicelogin` (enter a code, sign in, approve or deny) and
+//! `/{tenant}/oauth2[/v2.0]/authorize` (sign in, then back to the app's loopback redirect).
+//!
+//! Pages are rendered here with no external assets (they work offline), every form carries a
+//! CSRF token bound to a cookie, cookies are HttpOnly and SameSite=Strict (and Secure over
+//! HTTPS), and failed attempts are rate-limited per client address. Security-critical.
+
+pub mod authorize;
+pub mod cookies;
+pub mod devicelogin;
+pub mod limiter;
+pub mod pages;
