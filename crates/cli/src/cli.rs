@@ -263,6 +263,9 @@ pub struct LoginArgs {
     pub password: Option<String>,
     #[arg(long)]
     pub service_principal: bool,
+    /// Sign in on another device with a code instead of opening a browser here.
+    #[arg(long)]
+    pub use_device_code: bool,
     /// Tenant id or domain (required with --service-principal).
     #[arg(short = 't', long)]
     pub tenant: Option<String>,
@@ -276,6 +279,13 @@ pub enum AccountCommand {
     GetAccessToken {
         #[arg(long)]
         resource: Option<String>,
+    },
+    /// The subscriptions the signed-in account can use.
+    List,
+    /// Make a subscription the default.
+    Set {
+        #[arg(short = 's', long)]
+        subscription: String,
     },
 }
 

@@ -11,8 +11,8 @@ pub mod workspace;
 use std::time::Duration;
 
 use mlgate_proto::{
-    ApiErrorBody, CreateServicePrincipal, CreateUser, Me, OAuthErrorBody, Page, ResetCredential,
-    ServicePrincipal, ServicePrincipalSecret, Subscription, TokenResponse, User,
+    ApiErrorBody, CreateServicePrincipal, CreateUser, DeviceCodeResponse, Me, OAuthErrorBody, Page,
+    ResetCredential, ServicePrincipal, ServicePrincipalSecret, Subscription, TokenResponse, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
@@ -168,6 +168,78 @@ impl Client {
                 ("refresh_token", refresh_token),
                 ("scope", &scope),
             ],
+        )
+        .await
+    }
+
+    /// Starts a device-code sign-in as the CLI's public client.
+    pub async fn device_code(&self, tenant: &str, scope: &str) -> Result<DeviceCodeResponse> {
+        let url = format!("{}/{tenant}/oauth2/v2.0/devicecode", self.base);
+        let form = [("client_id", mlgate_proto::CLI_CLIENT_ID), ("scope", scope)];
+        self.send(self.http.post(url).form(&form)).await
+    }
+
+    /// Polls until the person approves or denies, the code expires, or `deadline` passes;
+    /// `authorization_pending` means "wait `interval` and ask again".
+    pub async fn wait_for_device_code(
+        &self,
+        tenant: &str,
+        device: &DeviceCodeResponse,
+    ) -> Result<TokenResponse> {
+        let interval = Duration::from_secs(device.interval.clamp(1, 60) as u64);
+        let deadline =
+            std::time::Instant::now() + Duration::from_secs(device.expires_in.max(1) as u64);
+        loop {
+            tokio::time::sleep(interval).await;
+            let r = self
+                .token(
+                    tenant,
+                    &[
+                        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                        ("client_id", mlgate_proto::CLI_CLIENT_ID),
+                        ("device_code", &device.device_code),
+                    ],
+                )
+                .await;
+            match r {
+                Err(ClientError::OAuth { body, .. })
+                    if body.error == "authorization_pending"
+                        && std::time::Instant::now() < deadline => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Redeems an authorization code with its PKCE verifier (the CLI's browser sign-in).
+    pub async fn authorization_code(
+        &self,
+        tenant: &str,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        scope: &str,
+    ) -> Result<TokenResponse> {
+        self.token(
+            tenant,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", mlgate_proto::CLI_CLIENT_ID),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", code_verifier),
+                ("scope", scope),
+            ],
+        )
+        .await
+    }
+
+    /// RFC 7009 revocation of a refresh token (sign-out).
+    pub async fn revoke(&self, tenant: &str, token: &str) -> Result<()> {
+        let url = format!("{}/{tenant}/oauth2/v2.0/revoke", self.base);
+        self.send_empty(
+            self.http
+                .post(url)
+                .form(&[("token", token), ("client_id", mlgate_proto::CLI_CLIENT_ID)]),
         )
         .await
     }

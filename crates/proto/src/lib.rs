@@ -46,6 +46,18 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
 }
 
+/// The device-authorization answer (RFC 8628 3.2); v1 names the URI `verification_url`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceCodeResponse {
+    pub device_code: String,
+    pub user_code: String,
+    #[serde(alias = "verification_url")]
+    pub verification_uri: String,
+    pub expires_in: i64,
+    pub interval: i64,
+    pub message: String,
+}
+
 /// The body of every non-OAuth error, in ARM's shape: `{"error": {"code": .., "message": ..}}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ApiErrorBody {

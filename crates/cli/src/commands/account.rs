@@ -34,6 +34,41 @@ pub async fn run(
                 }),
             )
         }
+        AccountCommand::List => {
+            let token = session.api_token().await?;
+            let subs = session.client.subscriptions(&token).await?;
+            let p = &session.profile;
+            let rows: Vec<_> = subs
+                .iter()
+                .map(|s| {
+                    json!({
+                        "cloudName": "mlgate",
+                        "id": s.subscription_id,
+                        "isDefault": p.subscription_id.as_deref() == Some(s.subscription_id.as_str()),
+                        "name": s.display_name,
+                        "state": s.state,
+                        "tenantId": s.tenant_id,
+                        "user": {"name": p.user_name, "type": p.user_type},
+                    })
+                })
+                .collect();
+            output::print(out, &rows)
+        }
+        AccountCommand::Set { subscription } => {
+            let token = session.api_token().await?;
+            let subs = session.client.subscriptions(&token).await?;
+            let Some(s) = subs.iter().find(|s| {
+                s.subscription_id.eq_ignore_ascii_case(&subscription)
+                    || s.display_name == subscription
+            }) else {
+                anyhow::bail!(
+                    "The subscription '{subscription}' doesn't exist or is not visible to this account."
+                );
+            };
+            session.profile.subscription_id = Some(s.subscription_id.clone());
+            session.profile.subscription_name = Some(s.display_name.clone());
+            crate::profile::save(&session.profile)
+        }
         AccountCommand::GetAccessToken { resource } => {
             let resource = resource.unwrap_or_else(|| mlgate_proto::DEFAULT_RESOURCE.to_string());
             let (token, expires_on) = session.token(&resource).await?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::{DEFAULT_SERVER, claims, connect, now, resolve_ca};
+use super::{DEFAULT_SERVER, claims, connect, interactive, now, resolve_ca};
 use crate::cli::{LoginArgs, OutputFormat};
 use crate::output;
 use crate::profile::{self, CachedToken, Credential, Profile};
@@ -23,13 +23,34 @@ pub async fn login(
         .unwrap_or_else(|| DEFAULT_SERVER.to_string());
     let ca = resolve_ca(ca, previous.as_ref());
     let client = connect(&server, ca.as_deref())?;
-    let (Some(user), Some(secret)) = (args.username, args.password) else {
-        bail!(
-            "interactive sign-in is not available yet: pass -u and -p (a user's password, or \
-             --service-principal with an application id and secret)"
-        );
-    };
     let scope = format!("{}/.default", mlgate_proto::DEFAULT_RESOURCE.trim_end_matches('/'));
+    let (user, secret) = match (args.username, args.password) {
+        (Some(u), Some(p)) => (u, p),
+        (None, None) if !args.service_principal => {
+            // Interactive: the browser when one can be opened, else (or on request) a code.
+            let tenant = args.tenant.as_deref().unwrap_or("organizations");
+            let user_scope = format!("{scope} offline_access openid profile");
+            let resp = if args.use_device_code || !interactive::browser_available() {
+                interactive::device_code(&client, tenant, &user_scope).await?
+            } else {
+                interactive::browser(&client, tenant, &user_scope).await?
+            };
+            let Some(rt) = resp.refresh_token.clone() else {
+                bail!("the server did not return a refresh token");
+            };
+            return finish(
+                &client,
+                ca,
+                resp,
+                Credential::User { refresh_token: rt },
+                "user",
+                None,
+                out,
+            )
+            .await;
+        }
+        _ => bail!("give both -u and -p, or neither to sign in interactively"),
+    };
     let (resp, credential, user_type) = if args.service_principal {
         let Some(tenant) = args.tenant.as_deref() else {
             bail!("--tenant is required with --service-principal");
@@ -45,12 +66,27 @@ pub async fn login(
         };
         (resp, Credential::User { refresh_token: rt }, "user")
     };
+    let sp_name = args.service_principal.then_some(user.as_str());
+    finish(&client, ca, resp, credential, user_type, sp_name, out).await
+}
+
+/// Saves the profile of a completed sign-in and prints its subscriptions, as `az login` does.
+async fn finish(
+    client: &mlgate_client::Client,
+    ca: Option<PathBuf>,
+    resp: mlgate_proto::TokenResponse,
+    credential: Credential,
+    user_type: &str,
+    service_principal: Option<&str>,
+    out: OutputFormat,
+) -> Result<()> {
     let c = claims(&resp.access_token)?;
     let tenant_id = c["tid"].as_str().unwrap_or_default().to_string();
-    let user_name = if args.service_principal {
-        user.clone()
-    } else {
-        c["preferred_username"].as_str().or(c["upn"].as_str()).unwrap_or(&user).to_string()
+    let user_name = match service_principal {
+        Some(app) => app.to_string(),
+        None => {
+            c["preferred_username"].as_str().or(c["upn"].as_str()).unwrap_or_default().to_string()
+        }
     };
     let subscriptions = client.subscriptions(&resp.access_token).await?;
     let default = subscriptions.first();
@@ -99,9 +135,18 @@ pub async fn login(
     output::print(out, &listing)
 }
 
+/// Forgets the profile, and first revokes its refresh token on the server (best effort: a
+/// server that cannot be reached does not keep you signed in locally).
 pub async fn logout() -> Result<()> {
-    if !profile::remove()? {
+    let Some(p) = profile::load()? else {
         bail!("There are no active accounts.");
+    };
+    if let Credential::User { refresh_token } = &p.credential
+        && let Ok(c) = connect(&p.server, p.ca_file.as_deref())
+        && let Err(e) = c.revoke(&p.tenant_id, refresh_token).await
+    {
+        eprintln!("WARNING: could not revoke the sign-in on the server: {e}");
     }
+    profile::remove()?;
     Ok(())
 }

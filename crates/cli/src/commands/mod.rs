@@ -3,6 +3,7 @@
 
 mod account;
 mod ad;
+mod interactive;
 mod keys;
 mod login;
 mod ml;
