@@ -37,7 +37,7 @@ for line in sys.stdin:
     sys.stdout.write(line)
     sys.stdout.flush()
 '
-redact() { MLGATE_REDACT="${PW}"$'\n'"${SECRET}"$'\n'"${READER_SECRET:-}" python3 -u -c "$REDACT_PY"; }
+redact() { MLGATE_REDACT="${PW}"$'\n'"${SECRET}"$'\n'"${READER_SECRET:-}"$'\n'"${USER_PW:-}" python3 -u -c "$REDACT_PY"; }
 
 cleanup() {
   local rc=$?
@@ -138,12 +138,19 @@ READER_FIELDS="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); pr
 unset READER_FIELDS
 echo "compat: workspace $WS_ID shared; reader $READER_ID"
 
+# --- a person for the interactive sign-in tests ---------------------------------
+USER_PW="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+MLGATE_NEW_USER_PASSWORD="$USER_PW" mlgate ad user create --display-name "Dana Scientist" \
+  --user-principal-name dana@mlgate.local >/dev/null || { echo "compat: 'mlgate ad user create' failed" >&2; exit 1; }
+
 # --- run the suites ------------------------------------------------------------
 export MLGATE_URL="$URL" MLGATE_CA="$CA" MLGATE_TENANT_ID="$TENANT_ID" \
   MLGATE_TENANT_DOMAIN=mlgate.local MLGATE_CLIENT_ID="$CLIENT_ID" \
   MLGATE_CLIENT_SECRET="$SECRET" MLGATE_RESOURCE=https://management.azure.com/ \
   MLGATE_SUBSCRIPTION_ID="$SUBSCRIPTION_ID" MLGATE_RESOURCE_GROUP="$RG" MLGATE_WORKSPACE="$WS" \
   MLGATE_READER_CLIENT_ID="$READER_ID" MLGATE_READER_CLIENT_SECRET="$READER_SECRET" \
+  MLGATE_BIN="$BIN" MLGATE_USER_NAME=dana@mlgate.local MLGATE_USER_PASSWORD="$USER_PW" \
+  MLGATE_SCREENSHOTS="${MLGATE_SCREENSHOTS:-$ROOT/tests/screenshots}" \
   REQUESTS_CA_BUNDLE="$CA" NODE_EXTRA_CA_CERTS="$CA"
 
 py_status=PASS

@@ -2,6 +2,7 @@
 # Installs the real client libraries used by the compatibility tests:
 #   .deps/venv  Python venv (adal, msal, azure-identity, PyJWT, pytest, requests)
 #   .deps/node  Node packages (adal-node, jose, @azure/msal-node)
+#   Debian's chromium and chromium-driver, for the sign-in page tests (needs root for apt)
 # Idempotent: each part is skipped when its stamp matches the hash of its requirement list.
 set -euo pipefail
 
@@ -16,7 +17,8 @@ msal==1.39.0
 azure-identity==1.27.0
 pyjwt[crypto]==2.15.1
 pytest
-requests'
+requests
+selenium==4.45.0'
 
 NODE_PKG='{
   "name": "mlgate-compat-deps",
@@ -58,4 +60,16 @@ else
   node_msg="node modules installed ($NODE_DIR)"
 fi
 
-echo "setup-test-deps: $py_msg; $node_msg"
+# --- Browser ----------------------------------------------------------------
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  browser_msg="chromium present"
+else
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  browser_msg="chromium installed"
+fi
+
+echo "setup-test-deps: $py_msg; $node_msg; $browser_msg"

@@ -656,6 +656,8 @@ impl Authority {
                 ver: if v1 { "1.0" } else { "2.0" }.into(),
                 name: user.display_name.clone(),
                 preferred_username: user.user_principal_name.clone(),
+                upn: v1.then(|| user.user_principal_name.clone()),
+                unique_name: v1.then(|| user.user_principal_name.clone()),
                 nonce,
             };
             id_token = Some(keys.signer.sign_jwt(&id_claims).map_err(sign_err)?);

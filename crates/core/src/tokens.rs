@@ -77,6 +77,11 @@ pub struct IdClaims {
     pub ver: String,
     pub name: String,
     pub preferred_username: String,
+    /// v1 id_tokens name the user as `upn` and `unique_name` too (ADAL reads `upn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
 }
