@@ -297,6 +297,30 @@ pub enum AdCommand {
     /// Users (creating one needs a directory administrator).
     #[command(subcommand)]
     User(UserCommand),
+    /// Tenants (directories) the signed-in user belongs to.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    List,
+    /// A new tenant with a default subscription (directory administrators).
+    Create {
+        #[arg(long)]
+        domain: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Add an existing user of another tenant to the signed-in tenant.
+    AddMember {
+        /// User principal name or object id.
+        #[arg(long)]
+        user: String,
+        /// Make them a directory administrator of this tenant.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,8 +11,9 @@ pub mod workspace;
 use std::time::Duration;
 
 use mlgate_proto::{
-    ApiErrorBody, CreateServicePrincipal, CreateUser, DeviceCodeResponse, Me, OAuthErrorBody, Page,
-    ResetCredential, ServicePrincipal, ServicePrincipalSecret, Subscription, TokenResponse, User,
+    AddMember, ApiErrorBody, CreateServicePrincipal, CreateTenant, CreateUser, DeviceCodeResponse,
+    Me, OAuthErrorBody, Page, ResetCredential, ServicePrincipal, ServicePrincipalSecret,
+    Subscription, TenantInfo, TokenResponse, User,
 };
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
@@ -306,6 +307,21 @@ impl Client {
     pub async fn users(&self, token: &str) -> Result<Vec<User>> {
         let page: Page<User> = self.send(self.api(Method::GET, "/api/v1/users", token)).await?;
         Ok(page.value)
+    }
+
+    pub async fn tenants(&self, token: &str) -> Result<Vec<TenantInfo>> {
+        let page: Page<TenantInfo> =
+            self.send(self.api(Method::GET, "/api/v1/tenants", token)).await?;
+        Ok(page.value)
+    }
+
+    pub async fn create_tenant(&self, token: &str, req: &CreateTenant) -> Result<TenantInfo> {
+        self.send(self.api(Method::POST, "/api/v1/tenants", token).json(req)).await
+    }
+
+    /// Adds a user to the tenant the token was issued for.
+    pub async fn add_member(&self, token: &str, req: &AddMember) -> Result<User> {
+        self.send(self.api(Method::POST, "/api/v1/tenants/members", token).json(req)).await
     }
 
     pub async fn delete_service_principal(&self, token: &str, id: &str) -> Result<()> {

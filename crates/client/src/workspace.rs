@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use mlgate_proto::DeviceCodeResponse;
+
 use crate::{Client, ClientError, Result};
 
 /// The scope the SDK asks for: ARM's, which mlgate's API accepts.
@@ -88,10 +90,69 @@ impl ServicePrincipalAuthentication {
     }
 }
 
+type Prompt = Box<dyn Fn(&DeviceCodeResponse) + Send + Sync>;
+
+/// A person signs in with a device code (the message goes to stderr, as in the Azure ML SDK);
+/// the tokens are then renewed silently with the rotating refresh token.
+pub struct InteractiveLoginAuthentication {
+    pub tenant_id: String,
+    prompt: Prompt,
+    /// (access token, expiry, refresh token)
+    state: tokio::sync::Mutex<Option<(String, time::OffsetDateTime, String)>>,
+}
+
+impl std::fmt::Debug for InteractiveLoginAuthentication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InteractiveLoginAuthentication({})", self.tenant_id)
+    }
+}
+
+impl InteractiveLoginAuthentication {
+    pub fn new(tenant_id: &str) -> Self {
+        Self::with_prompt(tenant_id, |d| eprintln!("{}", d.message))
+    }
+
+    /// With a custom way of showing the code to the person.
+    pub fn with_prompt(
+        tenant_id: &str,
+        prompt: impl Fn(&DeviceCodeResponse) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.to_string(),
+            prompt: Box::new(prompt),
+            state: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn token(&self, client: &Client) -> Result<String> {
+        let mut state = self.state.lock().await;
+        let now = time::OffsetDateTime::now_utc();
+        if let Some((t, exp, _)) = state.as_ref()
+            && *exp - now > time::Duration::minutes(5)
+        {
+            return Ok(t.clone());
+        }
+        let scope = format!("{API_SCOPE} offline_access openid profile");
+        let resp = match state.as_ref().map(|(_, _, rt)| rt.clone()) {
+            Some(rt) => client.refresh(&self.tenant_id, &rt, API_SCOPE).await?,
+            None => {
+                let device = client.device_code(&self.tenant_id, &scope).await?;
+                (self.prompt)(&device);
+                client.wait_for_device_code(&self.tenant_id, &device).await?
+            }
+        };
+        let rt = resp.refresh_token.clone().unwrap_or_default();
+        *state =
+            Some((resp.access_token.clone(), now + time::Duration::seconds(resp.expires_in), rt));
+        Ok(resp.access_token)
+    }
+}
+
 /// How a workspace handle authenticates.
 #[derive(Debug)]
 pub enum Authentication {
     ServicePrincipal(ServicePrincipalAuthentication),
+    Interactive(InteractiveLoginAuthentication),
     /// A bearer token obtained elsewhere (e.g. `mlgate account get-access-token`).
     Token(String),
 }
@@ -100,6 +161,7 @@ impl Authentication {
     pub async fn token(&self, client: &Client) -> Result<String> {
         match self {
             Authentication::ServicePrincipal(sp) => sp.token(client).await,
+            Authentication::Interactive(i) => i.token(client).await,
             Authentication::Token(t) => Ok(t.clone()),
         }
     }
@@ -195,7 +257,8 @@ impl Workspace {
 
     /// From `config.json` (or `.mlgate/config.json`, `.azureml/config.json`) in `path` or the
     /// current folder and its parents. The server comes from the file or `MLGATE_SERVER`, the
-    /// CA from `MLGATE_CA_FILE`; without `auth`, the `AML_*` service-principal variables.
+    /// CA from `MLGATE_CA_FILE`; without `auth`, the `AML_*` service-principal variables, or
+    /// else an interactive (device-code) sign-in.
     pub async fn from_config(path: Option<&Path>, auth: Option<Authentication>) -> Result<Self> {
         let ca = match std::env::var_os("MLGATE_CA_FILE") {
             Some(p) => Some(
@@ -237,9 +300,15 @@ impl Workspace {
                 ClientError::Config("no server in the config and MLGATE_SERVER is not set".into())
             })?;
         let client = Client::new(&server, ca_pem)?;
+        // As the Azure ML SDK: the AML_* service principal when set, else a person signs in.
         let auth = match auth {
             Some(a) => a,
-            None => Authentication::ServicePrincipal(ServicePrincipalAuthentication::from_env()?),
+            None => match ServicePrincipalAuthentication::from_env() {
+                Ok(sp) => Authentication::ServicePrincipal(sp),
+                Err(_) => Authentication::Interactive(InteractiveLoginAuthentication::new(
+                    "organizations",
+                )),
+            },
         };
         Self::get(
             client,

@@ -225,7 +225,7 @@ impl Access {
             ))
         };
         if let Ok(guid) = assignee.trim().parse::<uuid::Uuid>() {
-            if let Some(u) = store.user(t, ObjectId(guid)).await? {
+            if let Some(u) = self.directory.member(t, ObjectId(guid)).await? {
                 return Ok((u.object_id, PrincipalType::User));
             }
             if let Some(sp) = store.service_principal(t, ObjectId(guid)).await? {
@@ -236,7 +236,7 @@ impl Access {
             }
             return Err(not_found());
         }
-        match self.directory.user_by_upn(t, assignee).await? {
+        match self.directory.user_for_sign_in(t, assignee).await? {
             Some(u) => Ok((u.object_id, PrincipalType::User)),
             None => Err(not_found()),
         }
@@ -432,6 +432,71 @@ impl Access {
             decided_by,
             considered,
         })
+    }
+
+    /// A new tenant (directory) with a default subscription; the creating administrator becomes
+    /// a member administrator of it and Owner of the subscription.
+    pub async fn create_tenant(
+        &self,
+        caller: &Principal,
+        domain: &str,
+        display_name: &str,
+    ) -> Result<(crate::model::Tenant, crate::model::Subscription), Error> {
+        self.directory.ensure_admin(caller).await?;
+        let domain = domain.trim().to_ascii_lowercase();
+        crate::directory::validate_domain(&domain)?;
+        let display_name = display_name.trim();
+        if display_name.is_empty() || display_name.len() > 120 {
+            return Err(Error::InvalidInput("the display name must be 1 to 120 characters".into()));
+        }
+        let tenant = crate::model::Tenant {
+            id: crate::ids::TenantId::new_random(),
+            domain: domain.clone(),
+            display_name: display_name.to_string(),
+        };
+        let subscription = crate::model::Subscription {
+            id: crate::ids::SubscriptionId::new_random(),
+            tenant_id: tenant.id,
+            display_name: format!("{display_name} subscription"),
+        };
+        let owner: RoleDefinitionId =
+            OWNER_ID.parse().map_err(|_| Error::Internal("owner id".into()))?;
+        let scope = Scope::subscription(subscription.id);
+        let record = RoleAssignmentRecord {
+            id: RoleAssignmentId::new_random(),
+            tenant_id: tenant.id,
+            principal_id: caller.object_id,
+            principal_type: PrincipalType::User,
+            role_id: owner,
+            scope: scope.as_str().to_string(),
+            created_at: self.clock.now(),
+            created_by: Some(caller.object_id),
+        };
+        self.directory
+            .store()
+            .create_tenant(
+                &tenant,
+                &subscription,
+                &crate::directory::cli_application(tenant.id, self.clock.now())?,
+                caller.object_id,
+                &record,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    Error::Conflict(format!("the domain '{domain}' is already taken"))
+                }
+                other => other.into(),
+            })?;
+        self.directory.reload_tenants().await?;
+        self.engine.add_assignment(Assignment {
+            id: record.id,
+            principal: caller.object_id,
+            principal_type: PrincipalType::User,
+            role: owner,
+            scope,
+        });
+        Ok((tenant, subscription))
     }
 
     /// A deleted principal loses its assignments (the store drops them in the same transaction).

@@ -454,7 +454,7 @@ impl Authority {
         username: &str,
         password: &str,
     ) -> Result<User, GrantError> {
-        let user = self.directory.user_by_upn(tenant.id, username).await?;
+        let user = self.directory.user_for_sign_in(tenant.id, username).await?;
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_string();
         // argon2 takes tens of milliseconds: keep it off the async workers. An unknown user
@@ -519,15 +519,13 @@ impl Authority {
         if grant.expires_at <= now {
             return Err(invalid(700082, "The refresh token has expired due to inactivity."));
         }
-        if grant.tenant_id != tenant.id || grant.client_id != client.principal.app_id {
-            return Err(invalid(
-                70000,
-                "The refresh token was issued to another client or tenant.",
-            ));
+        // Like Azure AD's, a refresh token may be redeemed in any tenant the user belongs to.
+        if grant.client_id != client.principal.app_id {
+            return Err(invalid(70000, "The refresh token was issued to another client."));
         }
         let user = self
             .directory
-            .user(tenant.id, grant.subject)
+            .member(tenant.id, grant.subject)
             .await?
             .filter(|u| u.account_enabled)
             .ok_or_else(|| invalid(50057, "The user account is disabled or deleted."))?;

@@ -77,18 +77,7 @@ pub async fn bootstrap(
         account_enabled: true,
         is_admin: true,
     };
-    let cli_application = ServicePrincipal {
-        object_id: ObjectId::new_random(),
-        app_id: mlgate_proto::CLI_CLIENT_ID
-            .parse()
-            .map_err(|_| Error::Internal("bad CLI client id".into()))?,
-        tenant_id: tenant.id,
-        display_name: "Microsoft Azure CLI".into(),
-        account_enabled: true,
-        public_client: true,
-        owner: None,
-        created_at: now,
-    };
+    let cli_application = cli_application(tenant.id, now)?;
     let keys = vec![
         new_signing_key(master, KeyState::Active, now)
             .map_err(|e| Error::Internal(e.to_string()))?,
@@ -114,7 +103,23 @@ pub async fn bootstrap(
     })
 }
 
-fn validate_domain(domain: &str) -> Result<(), Error> {
+/// The CLI's public client, present in every tenant (as Microsoft's first-party apps are).
+pub fn cli_application(tenant: TenantId, now: OffsetDateTime) -> Result<ServicePrincipal, Error> {
+    Ok(ServicePrincipal {
+        object_id: ObjectId::new_random(),
+        app_id: mlgate_proto::CLI_CLIENT_ID
+            .parse()
+            .map_err(|_| Error::Internal("bad CLI client id".into()))?,
+        tenant_id: tenant,
+        display_name: "Microsoft Azure CLI".into(),
+        account_enabled: true,
+        public_client: true,
+        owner: None,
+        created_at: now,
+    })
+}
+
+pub fn validate_domain(domain: &str) -> Result<(), Error> {
     let ok = !domain.is_empty()
         && domain.len() <= 253
         && domain.contains('.')
@@ -253,6 +258,84 @@ impl Directory {
         Ok(self.store.user(tenant, id).await?)
     }
 
+    /// A user of `tenant`: one whose home it is, or a member added to it. For a member,
+    /// `is_admin` is the membership's.
+    pub async fn member(&self, tenant: TenantId, id: ObjectId) -> Result<Option<User>, Error> {
+        let Some(mut user) = self.store.user_anywhere(id).await? else { return Ok(None) };
+        if user.tenant_id == tenant {
+            return Ok(Some(user));
+        }
+        match self.store.membership(tenant, id).await? {
+            Some(admin) => {
+                user.is_admin = admin;
+                Ok(Some(user))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The user signing in to `tenant` with this name, if it is one of the tenant's users.
+    pub async fn user_for_sign_in(
+        &self,
+        tenant: TenantId,
+        upn: &str,
+    ) -> Result<Option<User>, Error> {
+        match self.store.user_by_upn_anywhere(upn.trim()).await? {
+            Some(u) => self.member(tenant, u.object_id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The caller's home tenant and the tenants it was added to.
+    pub async fn tenants_of(&self, caller: &Principal) -> Result<Vec<Tenant>, Error> {
+        let mut ids = vec![];
+        if let Some(u) = self.store.user_anywhere(caller.object_id).await? {
+            ids.push(u.tenant_id);
+            ids.extend(self.store.memberships_of(u.object_id).await?);
+        } else {
+            ids.push(caller.tenant_id);
+        }
+        Ok(ids.into_iter().filter_map(|t| self.tenant(t)).collect())
+    }
+
+    /// Re-reads the tenant list (after a tenant was created, possibly by another node).
+    pub async fn reload_tenants(&self) -> Result<(), Error> {
+        let tenants = self.store.list_tenants().await?;
+        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
+        Ok(())
+    }
+
+    /// Adds an existing user (by principal name or object id) to the caller's tenant.
+    /// Directory administrators of that tenant only.
+    pub async fn add_member(
+        &self,
+        caller: &Principal,
+        user: &str,
+        admin: bool,
+    ) -> Result<User, Error> {
+        self.ensure_admin(caller).await?;
+        let found = match user.trim().parse::<uuid::Uuid>() {
+            Ok(g) => self.store.user_anywhere(ObjectId(g)).await?,
+            Err(_) => self.store.user_by_upn_anywhere(user).await?,
+        };
+        let found = found.ok_or_else(|| {
+            Error::NotFound(format!(
+                "user '{}' does not exist",
+                user.chars().take(100).collect::<String>()
+            ))
+        })?;
+        if found.tenant_id == caller.tenant_id
+            || self.store.membership(caller.tenant_id, found.object_id).await?.is_some()
+        {
+            return Err(Error::Conflict(format!(
+                "'{}' is already a member of this tenant",
+                found.user_principal_name
+            )));
+        }
+        self.store.add_member(caller.tenant_id, found.object_id, admin, self.clock.now()).await?;
+        Ok(found)
+    }
+
     pub async fn subscriptions(&self, caller: &Principal) -> Result<Vec<Subscription>, Error> {
         Ok(self.store.list_subscriptions(caller.tenant_id).await?)
     }
@@ -357,9 +440,9 @@ impl Directory {
         Ok(out)
     }
 
-    async fn ensure_admin(&self, caller: &Principal) -> Result<(), Error> {
+    pub async fn ensure_admin(&self, caller: &Principal) -> Result<(), Error> {
         if caller.is_user()
-            && let Some(u) = self.store.user(caller.tenant_id, caller.object_id).await?
+            && let Some(u) = self.member(caller.tenant_id, caller.object_id).await?
             && u.is_admin
             && u.account_enabled
         {

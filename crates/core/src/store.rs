@@ -49,6 +49,31 @@ pub trait DirectoryStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_upn(&self, tenant: TenantId, upn: &str) -> StoreResult<Option<User>>;
     async fn user(&self, tenant: TenantId, id: ObjectId) -> StoreResult<Option<User>>;
+    /// A user by object id, whatever its home tenant.
+    async fn user_anywhere(&self, id: ObjectId) -> StoreResult<Option<User>>;
+    /// A user by principal name, whatever its home tenant (names carry their domain).
+    async fn user_by_upn_anywhere(&self, upn: &str) -> StoreResult<Option<User>>;
+    /// `Some(is_admin)` when the user is a member of `tenant` other than as its home.
+    async fn membership(&self, tenant: TenantId, user: ObjectId) -> StoreResult<Option<bool>>;
+    /// The tenants the user is a (non-home) member of.
+    async fn memberships_of(&self, user: ObjectId) -> StoreResult<Vec<TenantId>>;
+    async fn add_member(
+        &self,
+        tenant: TenantId,
+        user: ObjectId,
+        is_admin: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// A new tenant with its first subscription, its creator as an administrator member, and
+    /// the creator's Owner assignment on the subscription: one transaction.
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        subscription: &Subscription,
+        cli_application: &ServicePrincipal,
+        creator: ObjectId,
+        owner: &RoleAssignmentRecord,
+    ) -> StoreResult<()>;
     async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>>;
 
     /// Inserts a principal together with its first secret.

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_directory.sql")),
     (2, include_str!("../migrations/sqlite/0002_resources_rbac.sql")),
     (3, include_str!("../migrations/sqlite/0003_interactive.sql")),
+    (4, include_str!("../migrations/sqlite/0004_tenant_members.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -388,6 +389,100 @@ impl DirectoryStore for SqliteStore {
             .await
             .map_err(map_err)?;
         row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_anywhere(&self, id: ObjectId) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE object_id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_upn_anywhere(&self, upn: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE upn = ?")
+            .bind(upn.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn membership(&self, tenant: TenantId, user: ObjectId) -> StoreResult<Option<bool>> {
+        sqlx::query_scalar(
+            "SELECT is_admin FROM tenant_members WHERE tenant_id = ? AND user_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn memberships_of(&self, user: ObjectId) -> StoreResult<Vec<TenantId>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM tenant_members WHERE user_id = ?")
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|t| t.parse().map_err(|_| StoreError::Corrupt("tenant_id".into())))
+            .collect()
+    }
+
+    async fn add_member(
+        &self,
+        tenant: TenantId,
+        user: ObjectId,
+        is_admin: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO tenant_members (tenant_id, user_id, is_admin, added_at) VALUES (?, ?, ?, ?)")
+            .bind(tenant.to_string())
+            .bind(user.to_string())
+            .bind(is_admin)
+            .bind(ts(at))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        subscription: &Subscription,
+        cli_application: &ServicePrincipal,
+        creator: ObjectId,
+        owner: &RoleAssignmentRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("INSERT INTO tenants (id, domain, display_name) VALUES (?, ?, ?)")
+            .bind(tenant.id.to_string())
+            .bind(tenant.domain.to_ascii_lowercase())
+            .bind(&tenant.display_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO subscriptions (id, tenant_id, display_name) VALUES (?, ?, ?)")
+            .bind(subscription.id.to_string())
+            .bind(tenant.id.to_string())
+            .bind(&subscription.display_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("INSERT INTO tenant_members (tenant_id, user_id, is_admin, added_at) VALUES (?, ?, 1, ?)")
+            .bind(tenant.id.to_string())
+            .bind(creator.to_string())
+            .bind(ts(owner.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_sp(&mut *tx, cli_application).await?;
+        insert_assignment(&mut *tx, owner).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>> {

@@ -35,8 +35,7 @@ pub async fn run(
             )
         }
         AccountCommand::List => {
-            let token = session.api_token().await?;
-            let subs = session.client.subscriptions(&token).await?;
+            let subs = all_subscriptions(&mut session).await?;
             let p = &session.profile;
             let rows: Vec<_> = subs
                 .iter()
@@ -55,8 +54,7 @@ pub async fn run(
             output::print(out, &rows)
         }
         AccountCommand::Set { subscription } => {
-            let token = session.api_token().await?;
-            let subs = session.client.subscriptions(&token).await?;
+            let subs = all_subscriptions(&mut session).await?;
             let Some(s) = subs.iter().find(|s| {
                 s.subscription_id.eq_ignore_ascii_case(&subscription)
                     || s.display_name == subscription
@@ -65,8 +63,14 @@ pub async fn run(
                     "The subscription '{subscription}' doesn't exist or is not visible to this account."
                 );
             };
-            session.profile.subscription_id = Some(s.subscription_id.clone());
-            session.profile.subscription_name = Some(s.display_name.clone());
+            let p = &mut session.profile;
+            if p.tenant_id != s.tenant_id {
+                // Another tenant: tokens of the old one no longer apply.
+                p.tenant_id = s.tenant_id.clone();
+                p.tokens.clear();
+            }
+            p.subscription_id = Some(s.subscription_id.clone());
+            p.subscription_name = Some(s.display_name.clone());
             crate::profile::save(&session.profile)
         }
         AccountCommand::GetAccessToken { resource } => {
@@ -87,4 +91,16 @@ pub async fn run(
             )
         }
     }
+}
+
+/// The subscriptions of every tenant the account belongs to.
+async fn all_subscriptions(session: &mut Session) -> Result<Vec<mlgate_proto::Subscription>> {
+    let token = session.api_token().await?;
+    let tenants = session.client.tenants(&token).await?;
+    let mut subs = Vec::new();
+    for t in tenants {
+        let token = session.api_token_in(&t.tenant_id).await?;
+        subs.extend(session.client.subscriptions(&token).await?);
+    }
+    Ok(subs)
 }

@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use mlgate_proto::{
-    CreateRoleAssignment, CreateServicePrincipal, CreateUser, ResetCredential, SdkAuth,
+    AddMember, CreateRoleAssignment, CreateServicePrincipal, CreateTenant, CreateUser,
+    ResetCredential, SdkAuth,
 };
 use serde_json::json;
 
 use super::Session;
-use crate::cli::{AdCommand, CredentialCommand, OutputFormat, SpCommand, UserCommand};
+use crate::cli::{
+    AdCommand, CredentialCommand, OutputFormat, SpCommand, TenantCommand, UserCommand,
+};
 use crate::output;
 
 pub async fn run(
@@ -28,6 +31,19 @@ pub async fn run(
             return output::print(out, &c.create_user(&token, &req).await?);
         }
         AdCommand::User(UserCommand::List) => return output::print(out, &c.users(&token).await?),
+        AdCommand::Tenant(TenantCommand::List) => {
+            return output::print(out, &c.tenants(&token).await?);
+        }
+        AdCommand::Tenant(TenantCommand::Create { domain, display_name }) => {
+            let req = CreateTenant {
+                display_name: display_name.unwrap_or_else(|| domain.clone()),
+                domain,
+            };
+            return output::print(out, &c.create_tenant(&token, &req).await?);
+        }
+        AdCommand::Tenant(TenantCommand::AddMember { user, admin }) => {
+            return output::print(out, &c.add_member(&token, &AddMember { user, admin }).await?);
+        }
     };
     match cmd {
         SpCommand::CreateForRbac { name, sdk_auth, years, role, scopes } => {

@@ -127,6 +127,30 @@ impl Session {
         )
     }
 
+    /// An API token for another tenant the account belongs to (not cached; a user's rotated
+    /// refresh token is kept).
+    pub async fn api_token_in(&mut self, tenant: &str) -> Result<String> {
+        if tenant == self.profile.tenant_id {
+            return self.api_token().await;
+        }
+        let scope = format!("{}/.default", mlgate_proto::DEFAULT_RESOURCE.trim_end_matches('/'));
+        let resp = match &self.profile.credential {
+            Credential::User { refresh_token } => {
+                self.client.refresh(tenant, refresh_token, &scope).await?
+            }
+            Credential::ServicePrincipal { client_id, client_secret } => {
+                self.client.client_credentials(tenant, client_id, client_secret, &scope).await?
+            }
+        };
+        if let (Some(rt), Credential::User { refresh_token }) =
+            (resp.refresh_token.clone(), &mut self.profile.credential)
+        {
+            *refresh_token = rt;
+            profile::save(&self.profile)?;
+        }
+        Ok(resp.access_token)
+    }
+
     /// A token for the mlgate API itself.
     pub async fn api_token(&mut self) -> Result<String> {
         Ok(self.token(mlgate_proto::DEFAULT_RESOURCE).await?.0)

@@ -103,7 +103,11 @@ async fn approve(b: &mut Browser, code: &str, user: &str, password: &str, decisi
     let p = b.post("/devicelogin", &[("csrf", &p.csrf()), ("code", code)]).await;
     assert_eq!(p.status, 200, "{}", p.html);
     assert!(p.html.contains("Microsoft Azure CLI"), "the page names the application");
-    assert!(p.html.contains("mlgate.local"), "the page names the directory");
+    assert!(
+        p.html.contains("Directory") && p.html.contains(".example")
+            || p.html.contains("mlgate.local"),
+        "the page names the directory"
+    );
     let p = b
         .post(
             "/devicelogin/signin",
@@ -444,4 +448,185 @@ async fn revocation_and_introspection() {
     assert!(c.refresh(&s.tenant_id, &rt, ARM_SCOPE).await.is_err());
     // Revoking an unknown token is not an error (RFC 7009 2.2).
     c.revoke(&s.tenant_id, "unknown-token").await.unwrap();
+}
+
+#[tokio::test]
+async fn users_belong_to_several_tenants_and_tid_says_which() {
+    use mlgate_proto::{AddMember, CreateTenant, CreateUser};
+    let s = TestServer::start().await;
+    let c = s.client();
+    let admin = s.admin_token().await;
+    let home = s.tenant_id.clone();
+    let other = c
+        .create_tenant(
+            &admin,
+            &CreateTenant { domain: "contoso.example".into(), display_name: "Contoso".into() },
+        )
+        .await
+        .unwrap();
+    assert_ne!(other.tenant_id, home);
+    c.create_user(
+        &admin,
+        &CreateUser {
+            user_principal_name: "dana@mlgate.local".into(),
+            display_name: "Dana".into(),
+            password: "Dana-Passw0rd!".into(),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Not a member yet: refused in Contoso, fine at home.
+    let err = c
+        .password("contoso.example", "dana@mlgate.local", "Dana-Passw0rd!", ARM_SCOPE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(400));
+    let at_home =
+        c.password(&home, "dana@mlgate.local", "Dana-Passw0rd!", ARM_SCOPE).await.unwrap();
+
+    // The creator administers Contoso and adds Dana.
+    let admin_in_contoso =
+        c.password("contoso.example", ADMIN, ADMIN_PASSWORD, ARM_SCOPE).await.unwrap();
+    assert_eq!(claims(&admin_in_contoso.access_token)["tid"], other.tenant_id);
+    let dana_token = at_home.access_token.clone();
+    let refused = c
+        .add_member(&dana_token, &AddMember { user: "dana@mlgate.local".into(), admin: false })
+        .await;
+    assert_eq!(
+        refused.unwrap_err().status().map(|s| s.as_u16()),
+        Some(403),
+        "only administrators add members"
+    );
+    c.add_member(
+        &admin_in_contoso.access_token,
+        &AddMember { user: "dana@mlgate.local".into(), admin: false },
+    )
+    .await
+    .unwrap();
+
+    // --tenant picks the tenant, and tid says which; the refresh token crosses tenants.
+    let t = c
+        .password("contoso.example", "dana@mlgate.local", "Dana-Passw0rd!", ARM_SCOPE)
+        .await
+        .unwrap();
+    assert_eq!(claims(&t.access_token)["tid"], other.tenant_id);
+    let crossed = c
+        .refresh(&other.tenant_id, at_home.refresh_token.as_deref().unwrap(), ARM_SCOPE)
+        .await
+        .unwrap();
+    assert_eq!(claims(&crossed.access_token)["tid"], other.tenant_id);
+    let tenants = c.tenants(&t.access_token).await.unwrap();
+    assert_eq!(tenants.len(), 2);
+    // The creator owns Contoso's subscription; Dana sees none there until given a role.
+    assert_eq!(c.subscriptions(&admin_in_contoso.access_token).await.unwrap().len(), 1);
+    assert!(c.subscriptions(&t.access_token).await.unwrap().is_empty());
+    assert_eq!(
+        c.create_tenant(
+            &admin,
+            &CreateTenant { domain: "contoso.example".into(), display_name: "x".into() }
+        )
+        .await
+        .unwrap_err()
+        .status()
+        .map(|s| s.as_u16()),
+        Some(409)
+    );
+
+    // A device code issued in Contoso cannot be approved by someone who is not its member.
+    c.create_user(
+        &admin,
+        &CreateUser {
+            user_principal_name: "eve@mlgate.local".into(),
+            display_name: "Eve".into(),
+            password: "Eve-Passw0rd!".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let d = s
+        .http()
+        .post(format!("{}/contoso.example/oauth2/v2.0/devicecode", s.url))
+        .form(&[("client_id", CLI), ("scope", SCOPE)])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let mut b = Browser::new(&s);
+    let p = approve(
+        &mut b,
+        d["user_code"].as_str().unwrap(),
+        "eve@mlgate.local",
+        "Eve-Passw0rd!",
+        "approve",
+    )
+    .await;
+    assert_eq!(p.status, 401, "Eve is not a user of Contoso: {}", p.html);
+    let p = approve(
+        &mut b,
+        d["user_code"].as_str().unwrap(),
+        "dana@mlgate.local",
+        "Dana-Passw0rd!",
+        "approve",
+    )
+    .await;
+    assert_eq!(p.status, 200);
+    let (st, tokens) = s
+        .post_token(
+            true,
+            &[
+                ("grant_type", "device_code"),
+                ("client_id", CLI),
+                ("code", d["device_code"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    // (The tenant in the token path must be the one the code was issued in.)
+    assert_eq!(st, 400, "issued in Contoso, redeemed at home: {tokens}");
+    let resp = s
+        .http()
+        .post(format!("{}/contoso.example/oauth2/v2.0/token", s.url))
+        .form(&[
+            ("grant_type", "device_code"),
+            ("client_id", CLI),
+            ("code", d["device_code"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tokens: Value = resp.json().await.unwrap();
+    assert_eq!(claims(tokens["access_token"].as_str().unwrap())["tid"], other.tenant_id);
+}
+
+#[tokio::test]
+async fn the_sdk_signs_a_person_in_with_a_device_code() {
+    use mlgate_client::workspace::{Authentication, InteractiveLoginAuthentication, Workspace};
+    let s = TestServer::start().await;
+    let c = s.client();
+    let admin = s.admin_token().await;
+    let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();
+    c.put_resource_group(&admin, &sub, "rg", None).await.unwrap();
+    c.put_workspace(&admin, &sub, "rg", "ws1", None).await.unwrap();
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let auth = InteractiveLoginAuthentication::with_prompt(&s.tenant_id, move |d| {
+        let _ = tx.send(d.user_code.clone());
+    });
+    let client = s.client();
+    let sub2 = sub.clone();
+    let handle = tokio::spawn(async move {
+        Workspace::get(client, "ws1", Authentication::Interactive(auth), &sub2, Some("rg")).await
+    });
+    let code = rx.recv().await.unwrap();
+    let mut b = Browser::new(&s);
+    let p = approve(&mut b, &code, ADMIN, ADMIN_PASSWORD, "approve").await;
+    assert_eq!(p.status, 200);
+    let ws = handle.await.unwrap().unwrap();
+    assert_eq!(ws.name, "ws1");
+    // The next token comes from the cache, without another prompt.
+    let t1 = ws.token().await.unwrap();
+    assert_eq!(claims(&t1)["preferred_username"], ADMIN);
+    assert!(rx.try_recv().is_err());
 }

@@ -281,8 +281,9 @@ impl Authority {
         approve: bool,
     ) -> Result<(), DeviceProblem> {
         let view = self.device_for_user_code(typed).await?;
-        if user.tenant_id != view.tenant.id {
-            return Err(DeviceProblem::WrongTenant);
+        match self.directory.member(view.tenant.id, user.object_id).await {
+            Ok(Some(_)) => {}
+            _ => return Err(DeviceProblem::WrongTenant),
         }
         let state = if approve { DeviceState::Approved } else { DeviceState::Denied };
         let changed = self
@@ -372,7 +373,7 @@ impl Authority {
                 let user_id = d.user_id.ok_or_else(GrantError::internal)?;
                 let user = self
                     .directory
-                    .user(tenant.id, user_id)
+                    .member(tenant.id, user_id)
                     .await?
                     .filter(|u| u.account_enabled)
                     .ok_or_else(|| {
@@ -531,7 +532,7 @@ impl Authority {
         }
         let user = self
             .directory
-            .user(tenant.id, c.user_id)
+            .member(tenant.id, c.user_id)
             .await?
             .filter(|u| u.account_enabled)
             .ok_or_else(|| bad(50057, "The user account is disabled or deleted."))?;

@@ -205,3 +205,41 @@ pub async fn list_users(
     let users = state.authority.directory().list_users(&p).await?;
     Ok(Json(proto::Page { value: users.iter().map(user_json).collect(), next_link: None }))
 }
+
+fn tenant_json(t: &mlgate_core::model::Tenant) -> proto::TenantInfo {
+    proto::TenantInfo {
+        tenant_id: t.id.to_string(),
+        domain: t.domain.clone(),
+        display_name: t.display_name.clone(),
+    }
+}
+
+/// The caller's home tenant and the tenants it was added to.
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+) -> Result<Json<proto::Page<proto::TenantInfo>>, ApiError> {
+    let tenants = state.authority.directory().tenants_of(&p).await?;
+    Ok(Json(proto::Page { value: tenants.iter().map(tenant_json).collect(), next_link: None }))
+}
+
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<proto::CreateTenant>,
+) -> Result<(StatusCode, Json<proto::TenantInfo>), ApiError> {
+    let (t, _) = state.access.create_tenant(&p, &req.domain, &req.display_name).await?;
+    tracing::info!(tenant = %t.id, by = %p.object_id, "tenant created");
+    Ok((StatusCode::CREATED, Json(tenant_json(&t))))
+}
+
+/// Adds a user of another tenant to the caller's tenant.
+pub async fn add_member(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    ApiJson(req): ApiJson<proto::AddMember>,
+) -> Result<(StatusCode, Json<proto::User>), ApiError> {
+    let u = state.authority.directory().add_member(&p, &req.user, req.admin).await?;
+    tracing::info!(user = %u.object_id, tenant = %p.tenant_id, by = %p.object_id, "member added");
+    Ok((StatusCode::CREATED, Json(user_json(&u))))
+}

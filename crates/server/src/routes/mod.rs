@@ -86,6 +86,8 @@ fn routes(state: AppState) -> Router {
             post(directory::reset_credential),
         )
         .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
+        .route("/api/v1/tenants", get(directory::list_tenants).post(directory::create_tenant))
+        .route("/api/v1/tenants/members", post(directory::add_member))
         .route("/subscriptions", get(directory::subscriptions))
         .route("/subscriptions/{*rest}", any(arm::handle))
         .route("/api/v1/roleAssignments", get(rbac::list_assignments).post(rbac::create_assignment))

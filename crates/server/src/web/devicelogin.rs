@@ -251,7 +251,7 @@ pub async fn submit_consent(
             StatusCode::UNAUTHORIZED,
         );
     };
-    let user = match state.authority.directory().user(ticket.tid, ticket.oid).await {
+    let user = match state.authority.directory().member(ticket.tid, ticket.oid).await {
         Ok(Some(u)) if u.account_enabled => u,
         _ => {
             return message_page(
