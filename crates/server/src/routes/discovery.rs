@@ -48,25 +48,41 @@ const CLAIMS: &[&str] = &[
     "nonce",
 ];
 
-pub async fn v2(
-    State(state): State<AppState>,
-    Path(seg): Path<String>,
-) -> Result<Response, OAuthFailure> {
-    let t = tenant(&state, &seg)?;
+const GRANTS: &[&str] = &[
+    "authorization_code",
+    "client_credentials",
+    "password",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:device_code",
+];
+
+/// The v1 and v2 documents differ only in their paths, issuer and scopes.
+fn document(state: &AppState, seg: &str, v2: bool) -> Result<Response, OAuthFailure> {
+    let t = tenant(state, seg)?;
     let base = format!("{}/{}", state.public_url, t.id);
+    let (v, keys, issuer) = if v2 {
+        ("/v2.0", "discovery/v2.0/keys", state.authority.issuer_v2(t.id))
+    } else {
+        ("", "discovery/keys", state.authority.issuer_v1(t.id))
+    };
+    let scopes: &[&str] =
+        if v2 { &["openid", "profile", "email", "offline_access"] } else { &["openid"] };
     Ok(cacheable(json!({
-        "issuer": state.authority.issuer_v2(t.id),
-        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
-        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
-        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
-        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
-        "response_types_supported": ["code", "id_token", "code id_token"],
-        "response_modes_supported": ["query", "fragment", "form_post"],
+        "issuer": issuer,
+        "authorization_endpoint": format!("{base}/oauth2{v}/authorize"),
+        "token_endpoint": format!("{base}/oauth2{v}/token"),
+        "device_authorization_endpoint": format!("{base}/oauth2{v}/devicecode"),
+        "revocation_endpoint": format!("{base}/oauth2{v}/revoke"),
+        "introspection_endpoint": format!("{base}/oauth2/v2.0/introspect"),
+        "jwks_uri": format!("{base}/{keys}"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": GRANTS,
+        "scopes_supported": scopes,
         "claims_supported": CLAIMS,
         "request_uri_parameter_supported": false,
         "tenant_region_scope": null,
@@ -74,27 +90,18 @@ pub async fn v2(
     })))
 }
 
+pub async fn v2(
+    State(state): State<AppState>,
+    Path(seg): Path<String>,
+) -> Result<Response, OAuthFailure> {
+    document(&state, &seg, true)
+}
+
 pub async fn v1(
     State(state): State<AppState>,
     Path(seg): Path<String>,
 ) -> Result<Response, OAuthFailure> {
-    let t = tenant(&state, &seg)?;
-    let base = format!("{}/{}", state.public_url, t.id);
-    Ok(cacheable(json!({
-        "issuer": state.authority.issuer_v1(t.id),
-        "authorization_endpoint": format!("{base}/oauth2/authorize"),
-        "token_endpoint": format!("{base}/oauth2/token"),
-        "device_authorization_endpoint": format!("{base}/oauth2/devicecode"),
-        "jwks_uri": format!("{base}/discovery/keys"),
-        "response_types_supported": ["code", "id_token", "code id_token"],
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
-        "scopes_supported": ["openid"],
-        "claims_supported": CLAIMS,
-    })))
+    document(&state, &seg, false)
 }
 
 /// Every published key: the active one, the next one and retired ones still in use.

@@ -2,7 +2,7 @@
 //! authentication by HTTP Basic or form fields, size limits, and the shape of the answer.
 
 use axum::Json;
-use axum::body::{Body, to_bytes};
+use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,8 +25,8 @@ pub async fn token_v2(state: State<AppState>, tenant: Path<String>, req: Request
     token(state, tenant, req, Endpoint::V2).await
 }
 
-/// Reads a form body with the token endpoint's limits and content-type rule.
-async fn read_form(req: Request) -> Result<Vec<(String, String)>, OAuthFailure> {
+/// Reads a form body with the OAuth endpoints' size limit and content-type rule.
+async fn read_body(req: Request) -> Result<axum::body::Bytes, OAuthFailure> {
     let form_ok = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -48,6 +48,11 @@ async fn read_form(req: Request) -> Result<Vec<(String, String)>, OAuthFailure> 
             "The request body must be 'application/x-www-form-urlencoded'.",
         )));
     }
+    Ok(bytes)
+}
+
+async fn read_form(req: Request) -> Result<Vec<(String, String)>, OAuthFailure> {
+    let bytes = read_body(req).await?;
     Ok(form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
 }
 
@@ -200,28 +205,7 @@ async fn token(
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let used_basic = basic.is_some();
     let result = async {
-        let form_ok = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                ct.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-            .unwrap_or(false);
-        let body: Body = req.into_body();
-        let bytes = to_bytes(body, MAX_TOKEN_BODY).await.map_err(|_| {
-            OAuthFailure::new(GrantError::invalid_request("The request body is too large."))
-                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-        })?;
-        if !form_ok {
-            return Err(OAuthFailure::new(GrantError::invalid_request(
-                "The request body must be 'application/x-www-form-urlencoded'.",
-            )));
-        }
+        let bytes = read_body(req).await?;
         let request = parse_form(&bytes, basic.as_deref(), endpoint).map_err(OAuthFailure::new)?;
         state.authority.token(&tenant, request).await.map_err(OAuthFailure::new)
     }

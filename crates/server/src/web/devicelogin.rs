@@ -9,6 +9,7 @@ use mlgate_core::authority::{DeviceProblem, DeviceView};
 use std::collections::HashMap;
 
 use super::cookies::{self, SignedIn};
+use super::limiter::Limiter;
 use super::pages::{Page, error_box, esc, facts, hidden, sign_in_form};
 use crate::state::AppState;
 
@@ -124,16 +125,28 @@ fn message_page(title: &str, text: &str, ok: bool, status: StatusCode) -> Page {
     Page::new(title, body).status(status)
 }
 
-fn too_many(state: &AppState) -> Page {
+fn too_many(limiter: &Limiter) -> Page {
     message_page(
         "Too many attempts",
-        &format!(
-            "Too many attempts. Wait {} minutes and try again.",
-            state.code_attempts.minutes_left()
-        ),
+        &format!("Too many attempts. Wait {} minutes and try again.", limiter.minutes_left()),
         false,
         StatusCode::TOO_MANY_REQUESTS,
     )
+}
+
+/// The checks every form post passes first: a matching CSRF token, and an address not over
+/// its limit of failed attempts.
+fn refuse(
+    state: &AppState,
+    headers: &HeaderMap,
+    f: &Fields,
+    limiter: &Limiter,
+    peer: SocketAddr,
+) -> Option<Page> {
+    if !cookies::csrf_ok(state.authority.cookie_key(), headers, f.get("csrf").map(String::as_str)) {
+        return Some(stale_form());
+    }
+    limiter.blocked(peer.ip()).then(|| too_many(limiter))
 }
 
 fn stale_form() -> Page {
@@ -159,12 +172,8 @@ pub async fn submit_code(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Page {
-    if !cookies::csrf_ok(state.authority.cookie_key(), &headers, f.get("csrf").map(String::as_str))
-    {
-        return stale_form();
-    }
-    if state.code_attempts.blocked(peer.ip()) {
-        return too_many(&state);
+    if let Some(refused) = refuse(&state, &headers, &f, &state.code_attempts, peer) {
+        return refused;
     }
     let typed = f.get("code").map(String::as_str).unwrap_or("");
     match state.authority.device_for_user_code(typed).await {
@@ -183,12 +192,8 @@ pub async fn submit_signin(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Page {
-    if !cookies::csrf_ok(state.authority.cookie_key(), &headers, f.get("csrf").map(String::as_str))
-    {
-        return stale_form();
-    }
-    if state.password_attempts.blocked(peer.ip()) {
-        return too_many(&state);
+    if let Some(refused) = refuse(&state, &headers, &f, &state.password_attempts, peer) {
+        return refused;
     }
     let typed = f.get("code").map(String::as_str).unwrap_or("");
     let view = match state.authority.device_for_user_code(typed).await {
