@@ -114,7 +114,7 @@ if [ "$NODE_ONLY" != 1 ]; then
   MPID=$!
   wait_ready "http://127.0.0.1:$MPORT/readyz" "$MPID"
   export MLGATE_CONFIG_DIR="$TMP/cli"
-  "$MLGATE" --server "http://127.0.0.1:$MPORT" login -u admin@mlgate.local -p "$PW" > "$OUT/mlgate-login.log" 2>&1 \
+  "$MLGATE" --server "http://127.0.0.1:$MPORT" login -u admin@mlgate.local --password="$PW" > "$OUT/mlgate-login.log" 2>&1 \
     || die "mlgate login failed: $(cat "$OUT/mlgate-login.log")"
   "$MLGATE" ad sp create-for-rbac --sdk-auth --name bench > "$TMP/sp.json" 2> "$OUT/mlgate-sp.log" \
     || die "create-for-rbac failed: $(cat "$OUT/mlgate-sp.log")"

@@ -99,7 +99,7 @@ echo "compat: server ready on $URL (pid $SERVER_PID)"
 
 # --- admin login and service principal ---------------------------------------
 export MLGATE_CONFIG_DIR="$TMP/cli"
-if ! "$BIN" --server "$URL" --ca-file "$CA" login -u admin@mlgate.local -p "$PW" >>"$TMP/cli.log" 2>&1; then
+if ! "$BIN" --server "$URL" --ca-file "$CA" login -u admin@mlgate.local --password="$PW" >>"$TMP/cli.log" 2>&1; then
   echo "compat: 'mlgate login' failed" >&2
   exit 1
 fi

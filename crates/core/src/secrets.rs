@@ -21,9 +21,15 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
-/// A new client secret: 32 random bytes, base64url (43 characters).
+/// A new client secret: 32 random bytes, base64url (43 characters). It never starts with
+/// `-`, which command lines would take for an option (`-p -abc...`).
 pub fn new_client_secret() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+    loop {
+        let s = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+        if !s.starts_with('-') {
+            return s;
+        }
+    }
 }
 
 /// A random opaque token (refresh tokens, ids), 256 bits, base64url.
