@@ -162,3 +162,73 @@ async fn the_management_api_refuses_bad_bodies_and_strangers_with_clear_errors()
         s.client().delete_service_principal(&admin, mlgate_proto::CLI_CLIENT_ID).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
 }
+
+#[tokio::test]
+async fn the_operators_own_certificate_is_served() {
+    use std::sync::Arc;
+    // Make a certificate chain the way an operator's CA would, in another folder.
+    let dir = TempDir::new();
+    let files = mlgate_server::tls::ensure_local_ca(&dir.0.join("own-ca"), None).unwrap();
+    let mut config = mlgate_server::ServerConfig::new(dir.0.join("data"));
+    config.tls = mlgate_server::TlsMode::Files { cert: files.cert.clone(), key: files.key.clone() };
+    config.bootstrap_password = Some(ADMIN_PASSWORD.into());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server =
+        mlgate_server::Server::new(listener, config, Arc::new(mlgate_core::clock::SystemClock))
+            .await
+            .unwrap();
+    assert!(server.startup.ca_file.is_none(), "no local CA is made when the operator brings one");
+    assert!(!dir.0.join("data/tls").exists());
+    let url = server.url().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let ca = std::fs::read(&files.ca).unwrap();
+    let client = mlgate_client::Client::new(&url, Some(&ca)).unwrap();
+    let t = client.password("mlgate.local", ADMIN, ADMIN_PASSWORD, ARM_SCOPE).await.unwrap();
+    assert!(client.me(&t.access_token).await.is_ok());
+    // A client that trusts another CA refuses the connection.
+    let other = TempDir::new();
+    let stranger = mlgate_server::tls::ensure_local_ca(&other.0, None).unwrap();
+    let wrong =
+        mlgate_client::Client::new(&url, Some(&std::fs::read(&stranger.ca).unwrap())).unwrap();
+    assert!(matches!(wrong.me("x").await, Err(mlgate_client::ClientError::Transport(_))));
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn keys_rotate_through_the_cli_on_the_data_directory() {
+    let s = TestServer::start().await;
+    let before = s.admin_token().await;
+    let run = |args: &[&str]| {
+        let data = s.data_dir();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+                .args(&args)
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        }
+    };
+    let listed = run(&["keys", "list"]).await;
+    let states: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states.len(), 2);
+    assert!(states.contains(&"active") && states.contains(&"next"));
+    let next_kid =
+        listed.as_array().unwrap().iter().find(|k| k["state"] == "next").unwrap()["kid"].clone();
+    let rotated = run(&["keys", "rotate"]).await;
+    assert_eq!(rotated.as_array().unwrap().len(), 3);
+    // The running server picks the rotation up on its next reload.
+    s.server_state.authority.reload_keys().await.unwrap();
+    let after = s.admin_token().await;
+    assert_eq!(header(&after)["kid"], next_kid, "the pre-published key now signs");
+    assert_eq!(s.me_with(Some(&format!("Bearer {before}"))).await.status(), 200);
+}
