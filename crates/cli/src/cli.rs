@@ -96,6 +96,70 @@ pub enum MlCommand {
     /// Workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// The model registry.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+/// The workspace to act in: the flags, else `config.json` found from the current folder.
+#[derive(Debug, Args)]
+pub struct WorkspaceArgs {
+    #[arg(short = 'w', long = "workspace-name")]
+    pub workspace: Option<String>,
+    #[arg(short = 'g', long = "resource-group")]
+    pub resource_group: Option<String>,
+    #[command(flatten)]
+    pub sub: SubscriptionArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Register a file or a folder as the next version of a model.
+    Register {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(short = 'p', long)]
+        path: std::path::PathBuf,
+        /// `key=value`, repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// The latest version of each model.
+    List {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    Show {
+        #[arg(short = 'n', long)]
+        name: String,
+        /// Default: the latest.
+        #[arg(long)]
+        version: Option<i64>,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    Download {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(short = 't', long)]
+        target_dir: std::path::PathBuf,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    Delete {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(long)]
+        version: i64,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@
 //! API and subscriptions. Errors decode the server's own error bodies, so callers can match on
 //! the OAuth error or the API's stable code.
 
+pub mod models;
 mod rbac;
 mod resources;
 pub mod workspace;

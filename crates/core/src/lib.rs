@@ -23,6 +23,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod models;
 pub mod password;
 pub mod principal;
 pub mod rbac;

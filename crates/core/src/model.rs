@@ -249,6 +249,27 @@ pub struct AuthorizationCode {
     pub used: bool,
 }
 
+/// One file of a registered model: its path inside the model and its content address.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A registered model version; versions count up from 1 per name and workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelVersion {
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub version: i64,
+    pub description: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub files: Vec<ModelFile>,
+    pub created_at: OffsetDateTime,
+    pub created_by: ObjectId,
+}
+
 /// A custom role as stored: its Azure JSON, re-validated when loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomRoleRecord {

@@ -7,11 +7,12 @@ use time::OffsetDateTime;
 
 use crate::ids::{
     AppId, GrantFamilyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SubscriptionId, TenantId,
+    WorkspaceId,
 };
 use crate::model::{
     AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState,
-    RefreshGrant, ResourceGroup, RoleAssignmentRecord, ServicePrincipal, SigningKeyRecord,
-    Subscription, Tenant, User, Workspace,
+    ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord, ServicePrincipal,
+    SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +233,36 @@ pub trait FlowStore: Send + Sync {
     async fn refresh_grant(&self, digest: &[u8; 32]) -> StoreResult<Option<RefreshGrant>>;
 }
 
+#[async_trait]
+pub trait ModelStore: Send + Sync {
+    /// Inserts the next version of `m.name` (the given `version` is ignored); returns it.
+    async fn insert_model_version(&self, m: &ModelVersion) -> StoreResult<i64>;
+    async fn model_versions(&self, ws: WorkspaceId, name: &str) -> StoreResult<Vec<ModelVersion>>;
+    async fn model_version(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        version: i64,
+    ) -> StoreResult<Option<ModelVersion>>;
+    /// The latest version of every model of the workspace.
+    async fn latest_models(&self, ws: WorkspaceId) -> StoreResult<Vec<ModelVersion>>;
+    async fn delete_model_version(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        version: i64,
+    ) -> StoreResult<()>;
+}
+
+/// Content-addressed file storage (model files): the key is the SHA-256 of the bytes.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `bytes` under their SHA-256 (hex), which the caller has verified.
+    async fn put_blob(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+    async fn get_blob(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn has_blob(&self, sha256: &str) -> StoreResult<bool>;
+}
+
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
@@ -241,6 +272,7 @@ pub trait Store:
     + RbacStore
     + ResourceStore
     + FlowStore
+    + ModelStore
     + Send
     + Sync
     + 'static

@@ -179,6 +179,38 @@ pub struct AddMember {
     pub admin: bool,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModelFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A registered model version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVersion {
+    /// `{workspace id}/models/{name}/versions/{version}`.
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub description: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub files: Vec<ModelFile>,
+    pub created_time: String,
+    pub created_by: String,
+}
+
+/// `POST .../models/{name}/versions`: files must have been uploaded to `.../blobs/{sha256}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct RegisterModel {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub files: Vec<ModelFile>,
+}
+
 /// A paged list, ARM and Graph style.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Page<T> {

@@ -245,11 +245,19 @@ impl Server {
         }
         let access = Arc::new(access);
         access.ensure_bootstrap_owners().await?;
+        let blobs = Arc::new(mlgate_store::FileBlobStore::new(config.data_dir.join("blobs")));
+        let models = Arc::new(mlgate_core::models::Models::new(
+            directory.clone(),
+            access.clone(),
+            blobs,
+            clock.clone(),
+        ));
         let resources = Arc::new(Resources::new(directory, access.clone(), clock));
         let state = AppState {
             authority: Arc::new(authority),
             access,
             resources,
+            models,
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),

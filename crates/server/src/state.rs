@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use mlgate_core::access::Access;
 use mlgate_core::authority::Authority;
+use mlgate_core::models::Models;
 use mlgate_core::resources::Resources;
 use mlgate_core::store::Store;
 
@@ -13,6 +14,7 @@ pub struct AppState {
     pub authority: Arc<Authority>,
     pub access: Arc<Access>,
     pub resources: Arc<Resources>,
+    pub models: Arc<Models>,
     pub store: Arc<dyn Store>,
     /// `https://host:port`, no trailing slash.
     pub public_url: Arc<str>,

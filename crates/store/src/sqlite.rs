@@ -9,15 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mlgate_core::ids::{
     AppId, GrantFamilyId, KeyId, ObjectId, RoleAssignmentId, SecretId, SubscriptionId, TenantId,
+    WorkspaceId,
 };
 use mlgate_core::model::{
     AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState, KeyState,
-    PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord, ServicePrincipal,
-    SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    ModelVersion, PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
+    ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 use mlgate_core::store::{
-    Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment, KeyStore, RbacStore,
-    ResourceStore, Store, StoreError, StoreResult,
+    Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment, KeyStore, ModelStore,
+    RbacStore, ResourceStore, Store, StoreError, StoreResult,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -31,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_resources_rbac.sql")),
     (3, include_str!("../migrations/sqlite/0003_interactive.sql")),
     (4, include_str!("../migrations/sqlite/0004_tenant_members.sql")),
+    (5, include_str!("../migrations/sqlite/0005_models.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -1300,6 +1302,115 @@ impl FlowStore for SqliteStore {
             .await
             .map_err(map_err)?;
         row.as_ref().map(grant_from).transpose()
+    }
+}
+
+fn model_from(row: &SqliteRow) -> StoreResult<ModelVersion> {
+    let tags: String = row.try_get("tags").map_err(map_err)?;
+    let files: String = row.try_get("files").map_err(map_err)?;
+    Ok(ModelVersion {
+        workspace_id: parse(row, "workspace_id")?,
+        name: row.try_get("name").map_err(map_err)?,
+        version: row.try_get("version").map_err(map_err)?,
+        description: row.try_get("description").map_err(map_err)?,
+        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        files: serde_json::from_str(&files).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        created_by: parse(row, "created_by")?,
+    })
+}
+
+#[async_trait]
+impl ModelStore for SqliteStore {
+    async fn insert_model_version(&self, m: &ModelVersion) -> StoreResult<i64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let next: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE workspace_id = ? AND name_key = ?",
+        )
+        .bind(m.workspace_id.to_string())
+        .bind(m.name.to_ascii_lowercase())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO models (workspace_id, name, name_key, version, description, tags, files, \
+             created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(m.workspace_id.to_string())
+        .bind(&m.name)
+        .bind(m.name.to_ascii_lowercase())
+        .bind(next)
+        .bind(&m.description)
+        .bind(serde_json::to_string(&m.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(serde_json::to_string(&m.files).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .bind(ts(m.created_at))
+        .bind(m.created_by.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(next)
+    }
+
+    async fn model_versions(&self, ws: WorkspaceId, name: &str) -> StoreResult<Vec<ModelVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM models WHERE workspace_id = ? AND name_key = ? ORDER BY version",
+        )
+        .bind(ws.to_string())
+        .bind(name.to_ascii_lowercase())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(model_from).collect()
+    }
+
+    async fn model_version(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        version: i64,
+    ) -> StoreResult<Option<ModelVersion>> {
+        let row = sqlx::query(
+            "SELECT * FROM models WHERE workspace_id = ? AND name_key = ? AND version = ?",
+        )
+        .bind(ws.to_string())
+        .bind(name.to_ascii_lowercase())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(model_from).transpose()
+    }
+
+    async fn latest_models(&self, ws: WorkspaceId) -> StoreResult<Vec<ModelVersion>> {
+        let rows = sqlx::query(
+            "SELECT m.* FROM models m WHERE m.workspace_id = ? AND m.version = \
+             (SELECT MAX(version) FROM models x WHERE x.workspace_id = m.workspace_id \
+              AND x.name_key = m.name_key) ORDER BY m.name_key",
+        )
+        .bind(ws.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(model_from).collect()
+    }
+
+    async fn delete_model_version(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        version: i64,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "DELETE FROM models WHERE workspace_id = ? AND name_key = ? AND version = ?",
+        )
+        .bind(ws.to_string())
+        .bind(name.to_ascii_lowercase())
+        .bind(version)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 }
 

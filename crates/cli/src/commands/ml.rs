@@ -1,13 +1,17 @@
 //! `mlgate group ...` and `mlgate ml workspace ...`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use mlgate_client::models::WorkspaceAddress;
 use mlgate_client::workspace::WorkspaceConfig;
 use mlgate_proto::CreateRoleAssignment;
 
 use super::Session;
-use crate::cli::{GroupCommand, MlCommand, OutputFormat, WorkspaceCommand};
+use crate::cli::{
+    GroupCommand, MlCommand, ModelCommand, OutputFormat, WorkspaceArgs, WorkspaceCommand,
+};
 use crate::output;
 
 pub async fn group(
@@ -51,7 +55,10 @@ pub async fn ml(
     let mut s = Session::open(server, ca)?;
     let token = s.api_token().await?;
     let c = &s.client;
-    let MlCommand::Workspace(cmd) = cmd;
+    let cmd = match cmd {
+        MlCommand::Workspace(cmd) => cmd,
+        MlCommand::Model(cmd) => return model(&mut s, &token, cmd, out).await,
+    };
     match cmd {
         WorkspaceCommand::Create { workspace, resource_group, description, sub } => {
             let sub = s.subscription(sub.subscription)?;
@@ -95,6 +102,63 @@ pub async fn ml(
             let ws = c.workspace(&token, &sub, &resource_group, &workspace).await?;
             let req = CreateRoleAssignment { assignee: user, role, scope: ws.id };
             output::print(out, &c.create_role_assignment(&token, &req).await?)
+        }
+    }
+}
+
+/// The workspace named by the flags, or else by the nearest `config.json`.
+fn address(s: &Session, args: WorkspaceArgs) -> Result<WorkspaceAddress> {
+    if let (Some(w), Some(g)) = (&args.workspace, &args.resource_group) {
+        return Ok(WorkspaceAddress {
+            subscription_id: s.subscription(args.sub.subscription)?,
+            resource_group: g.clone(),
+            workspace: w.clone(),
+        });
+    }
+    let here = std::env::current_dir()?;
+    let path = mlgate_client::workspace::find_config(&here).context(
+        "give -w and -g, or run where a config.json (mlgate ml workspace show --write-config) is",
+    )?;
+    let cfg: WorkspaceConfig = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("{} is not a workspace config", path.display()))?;
+    Ok(WorkspaceAddress {
+        subscription_id: args.sub.subscription.unwrap_or(cfg.subscription_id),
+        resource_group: args.resource_group.unwrap_or(cfg.resource_group),
+        workspace: args.workspace.unwrap_or(cfg.workspace_name),
+    })
+}
+
+async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputFormat) -> Result<()> {
+    let c = &s.client;
+    match cmd {
+        ModelCommand::Register { name, path, tags, description, ws } => {
+            let mut tagmap = BTreeMap::new();
+            for t in tags {
+                let (k, v) =
+                    t.split_once('=').with_context(|| format!("the tag '{t}' is not key=value"))?;
+                tagmap.insert(k.to_string(), v.to_string());
+            }
+            let a = address(s, ws)?;
+            output::print(
+                out,
+                &c.register_model_from_path(token, &a, &name, &path, &description, tagmap).await?,
+            )
+        }
+        ModelCommand::List { ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.models(token, &a).await?)
+        }
+        ModelCommand::Show { name, version, ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.model(token, &a, &name, version).await?)
+        }
+        ModelCommand::Download { name, version, target_dir, ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.download_model(token, &a, &name, version, &target_dir).await?)
+        }
+        ModelCommand::Delete { name, version, ws } => {
+            let a = address(s, ws)?;
+            Ok(c.delete_model(token, &a, &name, version).await?)
         }
     }
 }

@@ -490,3 +490,77 @@ async fn workspaces_and_roles_through_the_cli() {
     assert_eq!(gone.code, 1);
     assert!(gone.stderr.contains("NotFound"), "{}", gone.stderr);
 }
+
+#[tokio::test]
+async fn models_through_the_cli_in_a_folder_with_config_json() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    cli.run(&["login", "-u", ADMIN, "-p", ADMIN_PASSWORD]).await.json();
+    cli.run(&["group", "create", "-n", "rg"]).await.json();
+    cli.run(&["ml", "workspace", "create", "-w", "mlws", "-g", "rg"]).await.json();
+    let project = TempDir::new();
+    let out = cli
+        .run(&[
+            "ml",
+            "workspace",
+            "show",
+            "-w",
+            "mlws",
+            "-g",
+            "rg",
+            "--write-config",
+            project.0.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::write(project.0.join("model.onnx"), b"model bytes").unwrap();
+
+    // Inside the project folder, -w and -g come from config.json.
+    let run_in = |args: Vec<String>| {
+        let dir = project.0.clone();
+        let config = cli.config.0.clone();
+        let url = s.url.clone();
+        let ca = s.ca_file.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+                .args(&args)
+                .current_dir(dir)
+                .env("MLGATE_CONFIG_DIR", config)
+                .env("MLGATE_SERVER", url)
+                .env("MLGATE_CA_FILE", ca)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let reg = run_in(args(&[
+        "ml",
+        "model",
+        "register",
+        "-n",
+        "sklearn-model",
+        "-p",
+        "model.onnx",
+        "--tag",
+        "stage=dev",
+    ]))
+    .await;
+    assert_eq!(reg["version"], 1);
+    assert_eq!(reg["tags"]["stage"], "dev");
+    let again =
+        run_in(args(&["ml", "model", "register", "-n", "sklearn-model", "-p", "model.onnx"])).await;
+    assert_eq!(again["version"], 2);
+    let list = run_in(args(&["ml", "model", "list"])).await;
+    assert_eq!(list[0]["name"], "sklearn-model");
+    let shown =
+        run_in(args(&["ml", "model", "show", "-n", "sklearn-model", "--version", "1"])).await;
+    assert_eq!(shown["files"][0]["path"], "model.onnx");
+    run_in(args(&["ml", "model", "download", "-n", "sklearn-model", "-t", "out"])).await;
+    assert_eq!(std::fs::read(project.0.join("out/model.onnx")).unwrap(), b"model bytes");
+    run_in(args(&["ml", "model", "delete", "-n", "sklearn-model", "--version", "1"])).await;
+    let versions = run_in(args(&["ml", "model", "show", "-n", "sklearn-model"])).await;
+    assert_eq!(versions["version"], 2);
+}

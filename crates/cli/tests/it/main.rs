@@ -11,5 +11,6 @@ mod forged_tokens;
 mod interactive;
 mod keys;
 mod lifecycle;
+mod models;
 mod oauth;
 mod rbac;

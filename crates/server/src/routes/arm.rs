@@ -26,8 +26,18 @@ enum ArmPath {
     Subscription(String),
     ResourceGroups(String),
     ResourceGroup(String, String),
-    Workspaces { sub: String, rg: Option<String> },
+    Workspaces {
+        sub: String,
+        rg: Option<String>,
+    },
     Workspace(String, String, String),
+    /// Anything below a workspace (models, blobs, and later services).
+    Child {
+        sub: String,
+        rg: String,
+        ws: String,
+        rest: Vec<String>,
+    },
 }
 
 fn parse(rest: &str) -> Option<ArmPath> {
@@ -54,6 +64,19 @@ fn parse(rest: &str) -> Option<ArmPath> {
             && eq(5, "workspaces") =>
         {
             Some(ArmPath::Workspace(sub, s[2].to_string(), s[6].to_string()))
+        }
+        n if n > 7
+            && eq(1, "resourceGroups")
+            && eq(3, "providers")
+            && eq(4, WORKSPACE_PROVIDER)
+            && eq(5, "workspaces") =>
+        {
+            Some(ArmPath::Child {
+                sub,
+                rg: s[2].to_string(),
+                ws: s[6].to_string(),
+                rest: s[7..].iter().map(|x| x.to_string()).collect(),
+            })
         }
         _ => None,
     }
@@ -138,6 +161,10 @@ pub async fn handle(
     let not_found =
         || ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into()));
     let target = parse(rest).ok_or_else(not_found)?;
+    if let ArmPath::Child { sub, rg, ws, rest } = target {
+        return super::models::handle(&state, &p, method, (&sub, &rg, &ws), &rest, &query, req)
+            .await;
+    }
     let r = &state.resources;
     let skip = query.get("$skipToken").map(String::as_str);
     let body = if method == Method::PUT {
@@ -206,6 +233,7 @@ pub async fn handle(
             tracing::info!(workspace = %name, by = %p.object_id, "workspace deleted");
             StatusCode::OK.into_response()
         }
+        (_, ArmPath::Child { .. }) => return Err(not_found()),
         _ => return Err(ApiError::MethodNotAllowed),
     };
     Ok(resp)

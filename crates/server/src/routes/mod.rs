@@ -6,6 +6,7 @@ pub mod directory;
 pub mod discovery;
 pub mod health;
 pub mod json;
+pub mod models;
 pub mod oauth;
 pub mod openapi;
 pub mod rbac;
