@@ -99,6 +99,35 @@ pub enum MlCommand {
     /// The model registry.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Deployed web services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    Show {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    List {
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    Delete {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    GetLogs {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
 }
 
 /// The workspace to act in: the flags, else `config.json` found from the current folder.
@@ -157,6 +186,26 @@ pub enum ModelCommand {
         name: String,
         #[arg(long)]
         version: i64,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Deploy a model version as a web service (`az ml model deploy`).
+    Deploy {
+        /// The service's name.
+        #[arg(short = 'n', long)]
+        name: String,
+        /// NAME:VERSION of the model.
+        #[arg(short = 'm', long)]
+        model: String,
+        /// Inference configuration file (JSON).
+        #[arg(long = "ic")]
+        inference_config: std::path::PathBuf,
+        /// Deployment configuration file (JSON).
+        #[arg(long = "dc")]
+        deployment_config: Option<std::path::PathBuf>,
+        /// Return at once instead of waiting for Healthy or Failed.
+        #[arg(long)]
+        no_wait: bool,
         #[command(flatten)]
         ws: WorkspaceArgs,
     },

@@ -7,6 +7,7 @@
 pub mod models;
 mod rbac;
 mod resources;
+mod services;
 pub mod workspace;
 
 use std::time::Duration;

@@ -29,6 +29,7 @@ pub mod principal;
 pub mod rbac;
 pub mod resources;
 pub mod secrets;
+pub mod services;
 pub mod store;
 pub mod tokens;
 

@@ -270,6 +270,53 @@ pub struct ModelVersion {
     pub created_by: ObjectId,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceState {
+    Transitioning,
+    Healthy,
+    Unhealthy,
+    Failed,
+}
+
+impl ServiceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transitioning => "Transitioning",
+            Self::Healthy => "Healthy",
+            Self::Unhealthy => "Unhealthy",
+            Self::Failed => "Failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Transitioning" => Some(Self::Transitioning),
+            "Healthy" => Some(Self::Healthy),
+            "Unhealthy" => Some(Self::Unhealthy),
+            "Failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A deployed web service: a model version, how to run it, and where it is in its life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub workspace_id: WorkspaceId,
+    pub model_name: String,
+    pub model_version: i64,
+    /// Azure's inference configuration, as given (validated by the service use case).
+    pub inference_config: serde_json::Value,
+    /// Azure's deployment configuration, as given.
+    pub deployment_config: serde_json::Value,
+    pub state: ServiceState,
+    pub error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub created_by: ObjectId,
+}
+
 /// A custom role as stored: its Azure JSON, re-validated when loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomRoleRecord {

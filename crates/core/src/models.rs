@@ -258,6 +258,18 @@ impl Models {
         Ok(bytes)
     }
 
+    /// The bytes of one file of a version, for the deployer (authorization was checked when
+    /// the deployment was requested).
+    pub async fn file_bytes(&self, m: &ModelVersion, path: &str) -> Result<Vec<u8>, Error> {
+        let f = m.files.iter().find(|f| f.path == path).ok_or_else(|| {
+            Error::NotFound(format!("no file '{path}' in {}:{}", m.name, m.version))
+        })?;
+        self.blobs
+            .get_blob(&f.sha256)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("blob {} is missing", f.sha256)))
+    }
+
     /// Deletes one version. Its files stay in the blob store while other versions may share
     /// them (content addressing); nothing reclaims unreferenced blobs yet.
     pub async fn delete(

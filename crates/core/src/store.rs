@@ -11,8 +11,8 @@ use crate::ids::{
 };
 use crate::model::{
     AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState,
-    ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord, ServicePrincipal,
-    SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord, Service, ServicePrincipal,
+    ServiceState, SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +254,24 @@ pub trait ModelStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// Inserts, or replaces the service of that name in the same workspace (an update);
+    /// `Conflict` when another workspace already uses the name.
+    async fn put_service(&self, s: &Service) -> StoreResult<()>;
+    async fn service(&self, name: &str) -> StoreResult<Option<Service>>;
+    async fn services(&self, ws: WorkspaceId) -> StoreResult<Vec<Service>>;
+    async fn all_services(&self) -> StoreResult<Vec<Service>>;
+    async fn set_service_state(
+        &self,
+        name: &str,
+        state: ServiceState,
+        error: Option<&str>,
+        at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    async fn delete_service(&self, name: &str) -> StoreResult<()>;
+}
+
 /// Content-addressed file storage (model files): the key is the SHA-256 of the bytes.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -273,6 +291,7 @@ pub trait Store:
     + ResourceStore
     + FlowStore
     + ModelStore
+    + ServiceStore
     + Send
     + Sync
     + 'static

@@ -211,6 +211,41 @@ pub struct RegisterModel {
     pub files: Vec<ModelFile>,
 }
 
+/// A deployed web service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    /// Transitioning, Healthy, Unhealthy or Failed.
+    pub state: String,
+    /// `NAME:VERSION`.
+    pub model: String,
+    pub compute_type: String,
+    pub scoring_uri: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub inference_config: serde_json::Value,
+    pub deployment_config: serde_json::Value,
+    pub created_time: String,
+    pub updated_time: String,
+}
+
+/// `PUT .../services/{name}`: the deploy (or update) request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployService {
+    /// `NAME:VERSION` of a registered model.
+    pub model: String,
+    pub inference_config: serde_json::Value,
+    #[serde(default = "empty_object")]
+    pub deployment_config: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
 /// A paged list, ARM and Graph style.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Page<T> {

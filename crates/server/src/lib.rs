@@ -252,12 +252,19 @@ impl Server {
             blobs,
             clock.clone(),
         ));
+        let services = Arc::new(mlgate_core::services::Services::new(
+            directory.clone(),
+            access.clone(),
+            clock.clone(),
+        ));
         let resources = Arc::new(Resources::new(directory, access.clone(), clock));
         let state = AppState {
             authority: Arc::new(authority),
             access,
             resources,
             models,
+            services,
+            serving: Arc::new(mlgate_serving::ServingHost::new()),
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),
@@ -302,6 +309,8 @@ impl Server {
             tracing::info!("shutting down");
             h.graceful_shutdown(Some(StdDuration::from_secs(10)));
         });
+        // Services deployed before a restart start again.
+        routes::services::restore(self.state.clone());
         let authority = self.state.authority.clone();
         let every = self.key_reload_interval;
         let reloader = tokio::spawn(async move {

@@ -7,7 +7,9 @@ use mlgate_core::access::Access;
 use mlgate_core::authority::Authority;
 use mlgate_core::models::Models;
 use mlgate_core::resources::Resources;
+use mlgate_core::services::Services;
 use mlgate_core::store::Store;
+use mlgate_serving::ServingHost;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,6 +17,9 @@ pub struct AppState {
     pub access: Arc<Access>,
     pub resources: Arc<Resources>,
     pub models: Arc<Models>,
+    pub services: Arc<Services>,
+    /// The services running in this process.
+    pub serving: Arc<ServingHost>,
     pub store: Arc<dyn Store>,
     /// `https://host:port`, no trailing slash.
     pub public_url: Arc<str>,

@@ -8,4 +8,7 @@
 //! come next (see the issues); the scoring path is shaped so that a credential check slots in
 //! front of [`onnx::OnnxModel::score`] without copying the request.
 
+pub mod host;
 pub mod onnx;
+
+pub use host::{ServeError, ServingHost};

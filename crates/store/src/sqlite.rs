@@ -13,12 +13,12 @@ use mlgate_core::ids::{
 };
 use mlgate_core::model::{
     AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState, KeyState,
-    ModelVersion, PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
-    ServicePrincipal, SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    ModelVersion, PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord, Service,
+    ServicePrincipal, ServiceState, SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 use mlgate_core::store::{
     Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment, KeyStore, ModelStore,
-    RbacStore, ResourceStore, Store, StoreError, StoreResult,
+    RbacStore, ResourceStore, ServiceStore, Store, StoreError, StoreResult,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_interactive.sql")),
     (4, include_str!("../migrations/sqlite/0004_tenant_members.sql")),
     (5, include_str!("../migrations/sqlite/0005_models.sql")),
+    (6, include_str!("../migrations/sqlite/0006_services.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -1410,6 +1411,118 @@ impl ModelStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+}
+
+fn service_from(row: &SqliteRow) -> StoreResult<Service> {
+    let state: String = row.try_get("state").map_err(map_err)?;
+    let ic: String = row.try_get("inference_config").map_err(map_err)?;
+    let dc: String = row.try_get("deployment_config").map_err(map_err)?;
+    Ok(Service {
+        name: row.try_get("name").map_err(map_err)?,
+        workspace_id: parse(row, "workspace_id")?,
+        model_name: row.try_get("model_name").map_err(map_err)?,
+        model_version: row.try_get("model_version").map_err(map_err)?,
+        inference_config: serde_json::from_str(&ic)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        deployment_config: serde_json::from_str(&dc)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        state: ServiceState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt("service state".into()))?,
+        error: row.try_get("error").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        updated_at: from_ts(row.try_get("updated_at").map_err(map_err)?)?,
+        created_by: parse(row, "created_by")?,
+    })
+}
+
+#[async_trait]
+impl ServiceStore for SqliteStore {
+    async fn put_service(&self, s: &Service) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT workspace_id FROM services WHERE name_key = ?")
+                .bind(s.name.to_ascii_lowercase())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if owner.is_some_and(|o| o != s.workspace_id.to_string()) {
+            return Err(StoreError::Conflict("the service name is taken".into()));
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO services (name_key, name, workspace_id, model_name, model_version, \
+             inference_config, deployment_config, state, error, created_at, updated_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.name.to_ascii_lowercase())
+        .bind(&s.name)
+        .bind(s.workspace_id.to_string())
+        .bind(&s.model_name)
+        .bind(s.model_version)
+        .bind(s.inference_config.to_string())
+        .bind(s.deployment_config.to_string())
+        .bind(s.state.as_str())
+        .bind(&s.error)
+        .bind(ts(s.created_at))
+        .bind(ts(s.updated_at))
+        .bind(s.created_by.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn service(&self, name: &str) -> StoreResult<Option<Service>> {
+        let row = sqlx::query("SELECT * FROM services WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(service_from).transpose()
+    }
+
+    async fn services(&self, ws: WorkspaceId) -> StoreResult<Vec<Service>> {
+        let rows = sqlx::query("SELECT * FROM services WHERE workspace_id = ? ORDER BY name_key")
+            .bind(ws.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(service_from).collect()
+    }
+
+    async fn all_services(&self) -> StoreResult<Vec<Service>> {
+        let rows = sqlx::query("SELECT * FROM services ORDER BY name_key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(service_from).collect()
+    }
+
+    async fn set_service_state(
+        &self,
+        name: &str,
+        state: ServiceState,
+        error: Option<&str>,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE services SET state = ?, error = ?, updated_at = ? WHERE name_key = ?")
+            .bind(state.as_str())
+            .bind(error)
+            .bind(ts(at))
+            .bind(name.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_service(&self, name: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM services WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 }

@@ -10,9 +10,11 @@ use mlgate_proto::CreateRoleAssignment;
 
 use super::Session;
 use crate::cli::{
-    GroupCommand, MlCommand, ModelCommand, OutputFormat, WorkspaceArgs, WorkspaceCommand,
+    GroupCommand, MlCommand, ModelCommand, OutputFormat, ServiceCommand, WorkspaceArgs,
+    WorkspaceCommand,
 };
 use crate::output;
+use mlgate_proto::DeployService;
 
 pub async fn group(
     server: Option<String>,
@@ -58,6 +60,7 @@ pub async fn ml(
     let cmd = match cmd {
         MlCommand::Workspace(cmd) => cmd,
         MlCommand::Model(cmd) => return model(&mut s, &token, cmd, out).await,
+        MlCommand::Service(cmd) => return service(&mut s, &token, cmd, out).await,
     };
     match cmd {
         WorkspaceCommand::Create { workspace, resource_group, description, sub } => {
@@ -159,6 +162,72 @@ async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputForma
         ModelCommand::Delete { name, version, ws } => {
             let a = address(s, ws)?;
             Ok(c.delete_model(token, &a, &name, version).await?)
+        }
+        ModelCommand::Deploy { name, model, inference_config, deployment_config, no_wait, ws } => {
+            let read = |p: &std::path::Path| -> Result<serde_json::Value> {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+            };
+            let req = DeployService {
+                model,
+                inference_config: read(&inference_config)?,
+                deployment_config: match deployment_config {
+                    Some(p) => read(&p)?,
+                    None => serde_json::json!({}),
+                },
+            };
+            let a = address(s, ws)?;
+            let started = c.deploy(token, &a, &name, &req).await?;
+            if no_wait {
+                return output::print(out, &started);
+            }
+            // Progress on stderr, as wait_for_deployment(show_output=True) prints it.
+            let done = c
+                .wait_for_deployment(token, &a, &name, std::time::Duration::from_secs(600), |s| {
+                    eprintln!("{} service creation operation: {}", s.name, s.state);
+                })
+                .await?;
+            if done.state != "Healthy" {
+                let logs = c.service_logs(token, &a, &name).await.unwrap_or_default();
+                anyhow::bail!(
+                    "the deployment ended {}: {}\n{}",
+                    done.state,
+                    done.error.unwrap_or_default(),
+                    logs.join("\n")
+                );
+            }
+            output::print(out, &done)
+        }
+    }
+}
+
+async fn service(
+    s: &mut Session,
+    token: &str,
+    cmd: ServiceCommand,
+    out: OutputFormat,
+) -> Result<()> {
+    let c = &s.client;
+    match cmd {
+        ServiceCommand::Show { name, ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.service(token, &a, &name).await?)
+        }
+        ServiceCommand::List { ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.services(token, &a).await?)
+        }
+        ServiceCommand::Delete { name, ws } => {
+            let a = address(s, ws)?;
+            Ok(c.delete_service(token, &a, &name).await?)
+        }
+        ServiceCommand::GetLogs { name, ws } => {
+            let a = address(s, ws)?;
+            for line in c.service_logs(token, &a, &name).await? {
+                println!("{line}");
+            }
+            Ok(())
         }
     }
 }

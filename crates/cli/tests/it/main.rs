@@ -14,3 +14,4 @@ mod lifecycle;
 mod models;
 mod oauth;
 mod rbac;
+mod services;

@@ -162,6 +162,9 @@ pub async fn handle(
         || ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into()));
     let target = parse(rest).ok_or_else(not_found)?;
     if let ArmPath::Child { sub, rg, ws, rest } = target {
+        if rest.first().is_some_and(|r| r.eq_ignore_ascii_case("services")) {
+            return super::services::handle(&state, &p, method, (&sub, &rg, &ws), &rest, req).await;
+        }
         return super::models::handle(&state, &p, method, (&sub, &rg, &ws), &rest, &query, req)
             .await;
     }

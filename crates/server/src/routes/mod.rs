@@ -10,6 +10,7 @@ pub mod models;
 pub mod oauth;
 pub mod openapi;
 pub mod rbac;
+pub mod services;
 
 use std::time::Instant;
 
@@ -96,6 +97,8 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/roleDefinitions", get(rbac::list_definitions).post(rbac::create_definition))
         .route("/api/v1/authorization/check", post(rbac::check))
         .route("/api/v1/openapi.json", get(openapi::document))
+        // The scoring path (AKS-style URI).
+        .route("/api/v1/service/{name}/score", post(services::score))
         .fallback(json::not_found)
         .layer(middleware::from_fn(access_log))
         .with_state(state)

@@ -1,0 +1,242 @@
+//! Models as web services: deploy a generated ONNX model, score it, update it under load,
+//! watch failures stay contained, restart the server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mlgate_client::Client;
+use mlgate_client::models::WorkspaceAddress;
+use mlgate_proto::{CreateRoleAssignment, DeployService};
+use mlgate_serving::onnx::linear_regression_model;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn setup(s: &TestServer) -> (String, WorkspaceAddress, String) {
+    let admin = s.admin_token().await;
+    let c = s.client();
+    let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();
+    c.put_resource_group(&admin, &sub, "serve", None).await.unwrap();
+    let ws = c.put_workspace(&admin, &sub, "serve", "serve-ws", None).await.unwrap();
+    (
+        admin,
+        WorkspaceAddress {
+            subscription_id: sub,
+            resource_group: "serve".into(),
+            workspace: "serve-ws".into(),
+        },
+        ws.id,
+    )
+}
+
+async fn register(c: &Client, token: &str, ws: &WorkspaceAddress, name: &str, bytes: &[u8]) -> i64 {
+    let dir = TempDir::new();
+    let file = dir.0.join("model.onnx");
+    std::fs::write(&file, bytes).unwrap();
+    c.register_model_from_path(token, ws, name, &file, "", Default::default())
+        .await
+        .unwrap()
+        .version
+}
+
+fn deploy_req(model: &str, dc: Value) -> DeployService {
+    DeployService {
+        model: model.into(),
+        inference_config: json!({"runtime": "onnx"}),
+        deployment_config: dc,
+    }
+}
+
+async fn deploy(
+    c: &Client,
+    token: &str,
+    ws: &WorkspaceAddress,
+    name: &str,
+    model: &str,
+) -> mlgate_proto::Service {
+    let started = c
+        .deploy(
+            token,
+            ws,
+            name,
+            &deploy_req(model, json!({"computeType": "instance", "cpu_cores": 2})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.state, "Transitioning");
+    c.wait_for_deployment(token, ws, name, Duration::from_secs(30), |_| {}).await.unwrap()
+}
+
+#[tokio::test]
+async fn deploy_score_update_without_failures_and_restart() {
+    let s = TestServer::start().await;
+    let (admin, ws, _) = setup(&s).await;
+    let c = s.client();
+    let v1 = linear_regression_model(&[vec![1.0], vec![2.0], vec![3.0]], &[0.5]);
+    assert_eq!(register(&c, &admin, &ws, "linear", &v1).await, 1);
+    let svc = deploy(&c, &admin, &ws, "linear-svc", "linear:1").await;
+    assert_eq!(svc.state, "Healthy", "{svc:?}");
+    assert_eq!(svc.scoring_uri, format!("{}/api/v1/service/linear-svc/score", s.url));
+    let out = c
+        .score(&svc.scoring_uri, &json!({"data": [[1.0, 1.0, 1.0], [0.0, 0.0, 2.0]]}))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"result": [[6.5], [6.5]]}));
+    let logs = c.service_logs(&admin, &ws, "linear-svc").await.unwrap();
+    assert!(logs.iter().any(|l| l.contains("Service state: Healthy")), "{logs:?}");
+
+    // Update to version 2 while a client keeps scoring: no request fails.
+    let v2 = linear_regression_model(&[vec![10.0], vec![0.0], vec![0.0]], &[0.0]);
+    assert_eq!(register(&c, &admin, &ws, "linear", &v2).await, 2);
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scorer = {
+        let (c, uri, failures, done) =
+            (c.clone(), svc.scoring_uri.clone(), failures.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !done.load(Ordering::Relaxed) {
+                if c.score(&uri, &json!({"data": [[1.0, 1.0, 1.0]]})).await.is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let updated =
+        c.deploy(&admin, &ws, "linear-svc", &deploy_req("linear:2", json!({}))).await.unwrap();
+    assert_eq!(updated.model, "linear:2");
+    c.wait_for_deployment(&admin, &ws, "linear-svc", Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    done.store(true, Ordering::Relaxed);
+    let requests = scorer.await.unwrap();
+    assert!(requests > 10, "the client kept scoring ({requests} requests)");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "no request failed during the update");
+    let out = c.score(&svc.scoring_uri, &json!({"data": [[1.0, 1.0, 1.0]]})).await.unwrap();
+    assert_eq!(out, json!({"result": [[10.0]]}), "the new version answers");
+
+    // A restart brings the service back.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir).await;
+    let c = s.client();
+    let admin = s.admin_token().await;
+    let back = c
+        .wait_for_deployment(&admin, &ws, "linear-svc", Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(back.state, "Healthy");
+    let uri = format!("{}/api/v1/service/linear-svc/score", s.url);
+    let mut answer = None;
+    for _ in 0..50 {
+        if let Ok(v) = c.score(&uri, &json!({"data": [[1.0, 1.0, 1.0]]})).await {
+            answer = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, Some(json!({"result": [[10.0]]})));
+}
+
+#[tokio::test]
+async fn bad_requests_and_broken_models_stay_contained() {
+    let s = TestServer::start().await;
+    let (admin, ws, ws_id) = setup(&s).await;
+    let c = s.client();
+    register(&c, &admin, &ws, "good", &linear_regression_model(&[vec![1.0], vec![1.0]], &[0.0]))
+        .await;
+    let good = deploy(&c, &admin, &ws, "good-svc", "good:1").await;
+    assert_eq!(good.state, "Healthy");
+
+    // A corrupt model file: the deployment ends Failed, with the reason in the logs.
+    register(&c, &admin, &ws, "broken", b"this is not an onnx model").await;
+    let broken = deploy(&c, &admin, &ws, "broken-svc", "broken:1").await;
+    assert_eq!(broken.state, "Failed");
+    assert!(broken.error.as_deref().unwrap_or_default().contains("cannot be loaded"), "{broken:?}");
+    let logs = c.service_logs(&admin, &ws, "broken-svc").await.unwrap();
+    assert!(logs.iter().any(|l| l.contains("Deployment failed")), "{logs:?}");
+
+    let http = s.http();
+    let post = |uri: String, body: Vec<u8>| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(uri)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let uri = good.scoring_uri.clone();
+    assert_eq!(post(uri.clone(), b"{not json".to_vec()).await.0, 400);
+    let (st, body) = post(uri.clone(), br#"{"data": [[1.0, 2.0, 3.0]]}"#.to_vec()).await;
+    assert_eq!(st, 400);
+    assert!(body["error"]["message"].as_str().unwrap().contains("dimension 1 must be 2"), "{body}");
+    assert_eq!(post(uri.clone(), vec![b' '; 9 * 1024 * 1024]).await.0, 413);
+    assert_eq!(post(format!("{}/api/v1/service/nope/score", s.url), b"{}".to_vec()).await.0, 404);
+    assert_eq!(post(broken.scoring_uri.clone(), br#"{"data": [[1.0]]}"#.to_vec()).await.0, 404);
+    // The good service kept serving throughout.
+    assert_eq!(
+        c.score(&uri, &json!({"data": [[2.0, 3.0]]})).await.unwrap(),
+        json!({"result": [[5.0]]})
+    );
+
+    // Bad deployment requests.
+    let bad = |model: &str, ic: Value, dc: Value| DeployService {
+        model: model.into(),
+        inference_config: ic,
+        deployment_config: dc,
+    };
+    for (name, req) in [
+        ("Bad_Name", bad("good:1", json!({"runtime": "onnx"}), json!({}))),
+        ("svc-x", bad("good:9", json!({"runtime": "onnx"}), json!({}))),
+        ("svc-x", bad("good", json!({"runtime": "onnx"}), json!({}))),
+        ("svc-x", bad("good:1", json!({"runtime": "tensorflow"}), json!({}))),
+        (
+            "svc-x",
+            bad(
+                "good:1",
+                json!({"runtime": "onnx"}),
+                json!({"computeType": "instance", "replicas": 3}),
+            ),
+        ),
+    ] {
+        let err = c.deploy(&admin, &ws, name, &req).await.unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(400), "{name} {req:?}");
+    }
+
+    // A Reader cannot deploy, but can read the service.
+    let sp = s.create_sp("reader").await;
+    c.create_role_assignment(
+        &admin,
+        &CreateRoleAssignment { assignee: sp.app_id.clone(), role: "Reader".into(), scope: ws_id },
+    )
+    .await
+    .unwrap();
+    let rt = c
+        .client_credentials(&s.tenant_id, &sp.app_id, &sp.password, ARM_SCOPE)
+        .await
+        .unwrap()
+        .access_token;
+    assert_eq!(
+        c.deploy(&rt, &ws, "reader-svc", &bad("good:1", json!({"runtime": "onnx"}), json!({})))
+            .await
+            .unwrap_err()
+            .status()
+            .map(|s| s.as_u16()),
+        Some(403)
+    );
+    assert_eq!(c.service(&rt, &ws, "good-svc").await.unwrap().state, "Healthy");
+    assert_eq!(c.services(&admin, &ws).await.unwrap().len(), 2);
+
+    // Deleting stops scoring at once.
+    c.delete_service(&admin, &ws, "good-svc").await.unwrap();
+    assert_eq!(post(uri, br#"{"data": [[1.0, 1.0]]}"#.to_vec()).await.0, 404);
+}

@@ -1,0 +1,110 @@
+//! Web services: deploy a registered model, watch its state, read its logs, score it.
+
+use std::time::Duration;
+
+use mlgate_proto::{DeployService, Page, Service};
+use reqwest::Method;
+
+use crate::models::WorkspaceAddress;
+use crate::{Client, ClientError, Result, enc};
+
+fn path(ws: &WorkspaceAddress, name: Option<&str>) -> String {
+    let base = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/services",
+        enc(&ws.subscription_id),
+        enc(&ws.resource_group),
+        enc(&ws.workspace)
+    );
+    match name {
+        Some(n) => format!("{base}/{}", enc(n)),
+        None => base,
+    }
+}
+
+impl Client {
+    /// `Model.deploy(...)`: answers at once with state Transitioning.
+    pub async fn deploy(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+        req: &DeployService,
+    ) -> Result<Service> {
+        self.send(self.api(Method::PUT, &path(ws, Some(name)), token).json(req)).await
+    }
+
+    pub async fn service(&self, token: &str, ws: &WorkspaceAddress, name: &str) -> Result<Service> {
+        self.send(self.api(Method::GET, &path(ws, Some(name)), token)).await
+    }
+
+    pub async fn services(&self, token: &str, ws: &WorkspaceAddress) -> Result<Vec<Service>> {
+        let page: Page<Service> = self.send(self.api(Method::GET, &path(ws, None), token)).await?;
+        Ok(page.value)
+    }
+
+    pub async fn delete_service(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+    ) -> Result<()> {
+        self.send_empty(self.api(Method::DELETE, &path(ws, Some(name)), token)).await
+    }
+
+    /// `Webservice.get_logs()`.
+    pub async fn service_logs(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+    ) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Logs {
+            logs: Vec<String>,
+        }
+        let l: Logs = self
+            .send(self.api(Method::GET, &format!("{}/logs", path(ws, Some(name))), token))
+            .await?;
+        Ok(l.logs)
+    }
+
+    /// `Webservice.wait_for_deployment(show_output)`: polls until Healthy or Failed; with
+    /// `progress`, reports each state change.
+    pub async fn wait_for_deployment(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+        timeout: Duration,
+        mut progress: impl FnMut(&Service),
+    ) -> Result<Service> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let s = self.service(token, ws, name).await?;
+            if s.state != last {
+                progress(&s);
+                last = s.state.clone();
+            }
+            if s.state == "Healthy" || s.state == "Failed" || s.state == "Unhealthy" {
+                return Ok(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ClientError::Config(format!(
+                    "'{name}' is still {} after {timeout:?}",
+                    s.state
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Posts a scoring request to a service's `scoring_uri`.
+    pub async fn score(
+        &self,
+        scoring_uri: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.send(self.http.post(scoring_uri).json(body)).await
+    }
+}

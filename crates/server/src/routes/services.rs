@@ -1,0 +1,194 @@
+//! Web services: deploy (`PUT .../workspaces/{ws}/services/{name}`), show, list, delete, logs,
+//! and the scoring path `POST /api/v1/service/{name}/score`.
+//!
+//! A deployment answers 202 at once with state Transitioning; a background task loads the
+//! model and moves the service to Healthy, or to Failed with the reason in its logs.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Bytes, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mlgate_core::model::{ModelVersion, Service, ServiceState};
+use mlgate_core::models::WorkspaceRef;
+use mlgate_core::principal::Principal;
+use mlgate_core::services::deployment_config;
+use mlgate_proto as proto;
+use mlgate_serving::ServeError;
+use mlgate_serving::onnx::OnnxModel;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Scoring requests larger than this are refused unread.
+pub const MAX_SCORE_BODY: usize = 8 * 1024 * 1024;
+/// Azure ML's default scoring timeout.
+const SCORE_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_DEPLOY_BODY: usize = 256 * 1024;
+
+fn json(state: &AppState, s: &Service, ws: WorkspaceRef<'_>) -> proto::Service {
+    let compute = deployment_config(&s.deployment_config)
+        .map(|c| match c.compute_type {
+            mlgate_core::services::ComputeType::Instance => "instance",
+            mlgate_core::services::ComputeType::Cluster => "cluster",
+        })
+        .unwrap_or("instance");
+    proto::Service {
+        id: format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/services/{}",
+            ws.subscription, ws.resource_group, ws.workspace, s.name
+        ),
+        name: s.name.clone(),
+        state: s.state.as_str().into(),
+        model: format!("{}:{}", s.model_name, s.model_version),
+        compute_type: compute.into(),
+        scoring_uri: format!("{}/api/v1/service/{}/score", state.public_url, s.name),
+        error: s.error.clone(),
+        inference_config: s.inference_config.clone(),
+        deployment_config: s.deployment_config.clone(),
+        created_time: s.created_at.format(&Rfc3339).unwrap_or_default(),
+        updated_time: s.updated_at.format(&Rfc3339).unwrap_or_default(),
+    }
+}
+
+/// Loads the model of a service and puts it in service (or records why not).
+pub async fn start(state: AppState, service: Service, mv: ModelVersion) {
+    let name = service.name.clone();
+    let host = state.serving.clone();
+    host.log(&name, format!("Deploying model {}:{}", mv.name, mv.version));
+    let result = async {
+        let file = mv
+            .files
+            .iter()
+            .find(|f| f.path.to_ascii_lowercase().ends_with(".onnx"))
+            .or(if mv.files.len() == 1 { mv.files.first() } else { None })
+            .ok_or_else(|| "the model has no .onnx file".to_string())?;
+        let bytes = state.models.file_bytes(&mv, &file.path).await.map_err(|e| e.to_string())?;
+        let concurrency =
+            deployment_config(&service.deployment_config).map(|c| c.concurrency()).unwrap_or(1);
+        let model = tokio::task::spawn_blocking(move || OnnxModel::load(&bytes))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let inputs: Vec<String> =
+            model.inputs().iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
+        host.log(&name, format!("Loaded {}: inputs {}", file.path, inputs.join(", ")));
+        host.start(&name, model, concurrency);
+        Ok::<_, String>(())
+    }
+    .await;
+    let (new_state, error) = match &result {
+        Ok(()) => (ServiceState::Healthy, None),
+        Err(e) => {
+            host.log(&name, format!("Deployment failed: {e}"));
+            (ServiceState::Failed, Some(e.as_str()))
+        }
+    };
+    host.log(&name, format!("Service state: {}", new_state.as_str()));
+    if let Err(e) = state.services.set_state(&name, new_state, error).await {
+        tracing::error!(service = %name, error = %e, "could not record the service's state");
+    }
+    tracing::info!(service = %name, state = new_state.as_str(), "deployment finished");
+}
+
+/// Starts again every service that was running (or starting) before the server restarted.
+pub fn restore(state: AppState) {
+    tokio::spawn(async move {
+        let all = match state.services.all().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "could not list services to restore");
+                return;
+            }
+        };
+        for s in all.into_iter().filter(|s| s.state != ServiceState::Failed) {
+            match state.services.model_of(&s).await {
+                Ok(mv) => start(state.clone(), s, mv).await,
+                Err(e) => {
+                    tracing::error!(service = %s.name, error = %e, "cannot restore the service")
+                }
+            }
+        }
+    });
+}
+
+pub async fn handle(
+    state: &AppState,
+    p: &Principal,
+    method: Method,
+    (sub, rg, ws): (&str, &str, &str),
+    rest: &[String],
+    req: Request,
+) -> Result<Response, ApiError> {
+    let w = WorkspaceRef { subscription: sub, resource_group: rg, workspace: ws };
+    let seg: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let svc = &state.services;
+    match (method, seg.len()) {
+        (Method::GET, 1) => {
+            let all = svc.list(p, w).await?;
+            Ok(Json(proto::Page {
+                value: all.iter().map(|s| json(state, s, w)).collect(),
+                next_link: None,
+            })
+            .into_response())
+        }
+        (Method::GET, 2) => Ok(Json(json(state, &svc.get(p, w, seg[1]).await?, w)).into_response()),
+        (Method::PUT, 2) => {
+            let bytes: Bytes = to_bytes(req.into_body(), MAX_DEPLOY_BODY)
+                .await
+                .map_err(|_| ApiError::PayloadTooLarge)?;
+            let body: proto::DeployService = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("The request body is invalid: {e}")))?;
+            let (service, mv) = svc
+                .deploy(p, w, seg[1], &body.model, body.inference_config, body.deployment_config)
+                .await?;
+            tracing::info!(service = %service.name, model = %body.model, by = %p.object_id, "deployment requested");
+            let answer = json(state, &service, w);
+            tokio::spawn(start(state.clone(), service, mv));
+            Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+        }
+        (Method::DELETE, 2) => {
+            svc.delete(p, w, seg[1]).await?;
+            state.serving.stop(seg[1]);
+            tracing::info!(service = %seg[1], by = %p.object_id, "service deleted");
+            Ok(StatusCode::OK.into_response())
+        }
+        (Method::GET, 3) if seg[2].eq_ignore_ascii_case("logs") => {
+            svc.get(p, w, seg[1]).await?;
+            Ok(Json(serde_json::json!({ "logs": state.serving.logs(seg[1]) })).into_response())
+        }
+        (_, 1 | 2) => Err(ApiError::MethodNotAllowed),
+        _ => {
+            Err(ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into())))
+        }
+    }
+}
+
+/// `POST /api/v1/service/{name}/score`. Authentication per service comes with key and token
+/// auth; the request body is read once and handed to the model as parsed JSON.
+pub async fn score(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let bytes =
+        to_bytes(req.into_body(), MAX_SCORE_BODY).await.map_err(|_| ApiError::PayloadTooLarge)?;
+    let request: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The request body is not JSON: {e}")))?;
+    match state.serving.score(&name, request, SCORE_TIMEOUT).await {
+        Ok(v) => Ok(Json(v).into_response()),
+        Err(ServeError::Unknown) => Err(ApiError::Core(mlgate_core::Error::NotFound(format!(
+            "Service '{}' does not exist or is not running.",
+            name.chars().take(64).collect::<String>()
+        )))),
+        Err(ServeError::BadInput(m)) => Err(ApiError::BadRequest(m)),
+        Err(ServeError::Timeout) => Err(ApiError::Core(mlgate_core::Error::Unavailable)),
+        Err(ServeError::Runtime(m)) => {
+            state.serving.log(&name, format!("Scoring failed: {m}"));
+            Err(ApiError::Core(mlgate_core::Error::Internal(m)))
+        }
+    }
+}
