@@ -270,6 +270,14 @@ impl Models {
             .ok_or_else(|| Error::Internal(format!("blob {} is missing", f.sha256)))
     }
 
+    /// A blob by digest (the deployer's entry scripts).
+    pub async fn blob(&self, sha256: &str) -> Result<Vec<u8>, Error> {
+        self.blobs
+            .get_blob(sha256)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no uploaded content has the digest {sha256}")))
+    }
+
     /// Deletes one version. Its files stay in the blob store while other versions may share
     /// them (content addressing); nothing reclaims unreferenced blobs yet.
     pub async fn delete(

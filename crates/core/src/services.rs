@@ -85,23 +85,44 @@ pub fn deployment_config(v: &Value) -> Result<DeploymentConfig, Error> {
     Ok(DeploymentConfig { compute_type, cpu_cores, memory_gb, replicas })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {
     Onnx,
+    /// Azure ML's `score.py` contract; the script's content was uploaded as a blob.
+    Python {
+        entry_script: String,
+        sha256: String,
+    },
 }
 
-/// Reads the inference configuration (`--ic`): `{"runtime": "onnx"}`.
+/// Reads the inference configuration (`--ic`): `{"runtime": "onnx"}`, or
+/// `{"runtime": "python", "entryScript": "score.py", "entryScriptSha256": "<hex>"}` (the CLI
+/// uploads the script and fills in the digest).
 pub fn runtime(v: &Value) -> Result<Runtime, Error> {
+    let bad = |m: &str| Error::InvalidInput(format!("inference configuration: {m}"));
     let r = get(v, &["runtime", "Runtime"]).and_then(Value::as_str).unwrap_or_default();
-    match r.to_ascii_lowercase().as_str() {
-        "onnx" => Ok(Runtime::Onnx),
-        "python" | "" if get(v, &["entryScript", "entry_script"]).is_some() => Err(Error::InvalidInput(
-            "inference configuration: the Python entry-script runtime is not available yet; use \
-             {\"runtime\": \"onnx\"}"
-                .into(),
-        )),
-        other => Err(Error::InvalidInput(format!(
-            "inference configuration: runtime '{other}' is not supported; use \"onnx\""
+    let script = get(v, &["entryScript", "entry_script"]).and_then(Value::as_str);
+    match (r.to_ascii_lowercase().as_str(), script) {
+        ("onnx", _) => Ok(Runtime::Onnx),
+        ("python" | "", Some(script)) => {
+            let sha = get(v, &["entryScriptSha256"]).and_then(Value::as_str).unwrap_or_default();
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("entryScriptSha256 must name the uploaded script's SHA-256"));
+            }
+            let name = script.rsplit('/').next().unwrap_or(script);
+            if !name.ends_with(".py") || name.len() > 255 || name.contains('\\') {
+                return Err(bad("entryScript must be a .py file"));
+            }
+            let reqs = get(v, &["requirements", "condaDependencies", "pipPackages"]);
+            if reqs.is_some_and(|r| !r.is_null() && r.as_array().is_none_or(|a| !a.is_empty())) {
+                return Err(bad(
+                    "installing requirements at deploy time is not supported yet; use an interpreter that has them",
+                ));
+            }
+            Ok(Runtime::Python { entry_script: name.to_string(), sha256: sha.to_ascii_lowercase() })
+        }
+        (other, _) => Err(bad(&format!(
+            "runtime '{other}' is not supported; use \"onnx\" or \"python\" with an entryScript"
         ))),
     }
 }
@@ -319,7 +340,14 @@ mod tests {
         assert!(deployment_config(&json!({"cpu_cores": -1})).is_err());
         assert!(deployment_config(&json!({"computeType": "mainframe"})).is_err());
         assert_eq!(runtime(&json!({"runtime": "onnx"})).unwrap(), Runtime::Onnx);
-        assert!(runtime(&json!({"entryScript": "score.py"})).is_err());
+        assert!(runtime(&json!({"entryScript": "score.py"})).is_err(), "no uploaded digest");
+        let sha = "a".repeat(64);
+        assert!(matches!(
+            runtime(&json!({"entryScript": "src/score.py", "entryScriptSha256": sha})),
+            Ok(Runtime::Python { .. })
+        ));
+        assert!(runtime(&json!({"entryScript": "score.sh", "entryScriptSha256": sha})).is_err());
+        assert!(runtime(&json!({"entryScript": "score.py", "entryScriptSha256": sha, "requirements": ["numpy"]})).is_err());
         assert!(
             valid_service_name("my-svc-1")
                 && !valid_service_name("My-svc")

@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub key_reload_interval: StdDuration,
     /// Resources (audiences) accepted beyond the built-in ones.
     pub extra_resources: Vec<String>,
+    /// The Python interpreter (or virtualenv's) that runs `score.py` entry scripts.
+    pub python: PathBuf,
     /// Benchmarks set this to measure what authorization costs; the binary never does.
     #[doc(hidden)]
     pub bench_disable_authorization: bool,
@@ -87,6 +89,7 @@ impl ServerConfig {
             key_reload_interval: StdDuration::from_secs(30),
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
+            python: PathBuf::from("python3"),
         }
     }
 }
@@ -265,6 +268,8 @@ impl Server {
             models,
             services,
             serving: Arc::new(mlgate_serving::ServingHost::new()),
+            data_dir: Arc::from(config.data_dir.as_path()),
+            python: Arc::from(config.python.as_path()),
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::onnx::{OnnxModel, ScoreError};
+use crate::python::PythonService;
 
 const LOG_LINES: usize = 500;
 
@@ -26,11 +27,14 @@ pub enum ServeError {
     Runtime(String),
     #[error("the request took longer than the service's timeout")]
     Timeout,
+    /// The worker serving the request died; it is being replaced.
+    #[error("the service's worker crashed while handling the request; retry")]
+    Crashed,
 }
 
-struct Running {
-    model: Arc<OnnxModel>,
-    permits: Arc<Semaphore>,
+enum Running {
+    Onnx { model: Arc<OnnxModel>, permits: Arc<Semaphore> },
+    Python(Arc<PythonService>),
 }
 
 #[derive(Default)]
@@ -46,10 +50,19 @@ impl ServingHost {
 
     /// Starts (or replaces) a service's model, allowing `concurrency` requests at once.
     pub fn start(&self, name: &str, model: OnnxModel, concurrency: usize) {
-        let r = Arc::new(Running {
+        let r = Arc::new(Running::Onnx {
             model: Arc::new(model),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
         });
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_ascii_lowercase(), r);
+    }
+
+    /// Starts (or replaces) a service run by entry-script workers.
+    pub fn start_python(&self, name: &str, service: PythonService) {
+        let r = Arc::new(Running::Python(Arc::new(service)));
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -111,10 +124,12 @@ impl ServingHost {
             .get(&name.to_ascii_lowercase())
             .cloned()
             .ok_or(ServeError::Unknown)?;
+        let (model, permits) = match running.as_ref() {
+            Running::Python(p) => return p.score(request.to_string(), timeout).await,
+            Running::Onnx { model, permits } => (model.clone(), permits.clone()),
+        };
         let work = async {
-            let _permit =
-                running.permits.clone().acquire_owned().await.map_err(|_| ServeError::Unknown)?;
-            let model = running.model.clone();
+            let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Unknown)?;
             tokio::task::spawn_blocking(move || model.score(&request))
                 .await
                 .map_err(|e| ServeError::Runtime(e.to_string()))?

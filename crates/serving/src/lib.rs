@@ -10,5 +10,6 @@
 
 pub mod host;
 pub mod onnx;
+pub mod python;
 
 pub use host::{ServeError, ServingHost};

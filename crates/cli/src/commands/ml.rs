@@ -169,15 +169,38 @@ async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputForma
                     .with_context(|| format!("reading {}", p.display()))?;
                 serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
             };
+            let mut ic = read(&inference_config)?;
+            let a = address(s, ws)?;
+            // An entry script travels as uploaded content, named by its digest.
+            if let Some(script) = ic
+                .get("entryScript")
+                .or(ic.get("entry_script"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                && ic.get("entryScriptSha256").is_none()
+            {
+                let base = inference_config.parent().unwrap_or(std::path::Path::new("."));
+                let source = ic
+                    .get("sourceDirectory")
+                    .and_then(|v| v.as_str())
+                    .map(|d| base.join(d))
+                    .unwrap_or(base.to_path_buf());
+                let path = source.join(&script);
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("reading the entry script {}", path.display()))?;
+                let sha = c.upload_blob(token, &a, bytes).await?;
+                if let Some(obj) = ic.as_object_mut() {
+                    obj.insert("entryScriptSha256".into(), sha.into());
+                }
+            }
             let req = DeployService {
                 model,
-                inference_config: read(&inference_config)?,
+                inference_config: ic,
                 deployment_config: match deployment_config {
                     Some(p) => read(&p)?,
                     None => serde_json::json!({}),
                 },
             };
-            let a = address(s, ws)?;
             let started = c.deploy(token, &a, &name, &req).await?;
             if no_wait {
                 return output::print(out, &started);

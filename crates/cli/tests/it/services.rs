@@ -240,3 +240,125 @@ async fn bad_requests_and_broken_models_stay_contained() {
     c.delete_service(&admin, &ws, "good-svc").await.unwrap();
     assert_eq!(post(uri, br#"{"data": [[1.0, 1.0]]}"#.to_vec()).await.0, 404);
 }
+
+const SCORE_PY: &str = r#"
+import json, os
+
+model = None
+
+def init():
+    global model
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "coef.json")) as f:
+        model = json.load(f)
+    print("init done, coefficients loaded")
+
+def run(raw_data):
+    data = json.loads(raw_data)["data"]
+    if data == "crash":
+        os._exit(1)
+    if data == "boom":
+        raise ValueError("boom")
+    return [sum(c * x for c, x in zip(model["coef"], row)) + model["bias"] for row in data]
+"#;
+
+#[tokio::test]
+async fn score_py_entry_scripts_run_in_long_lived_workers() {
+    let s = TestServer::start().await;
+    let (admin, ws, _) = setup(&s).await;
+    let c = s.client();
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("model")).unwrap();
+    std::fs::write(dir.0.join("model/coef.json"), r#"{"coef": [1.0, 2.0], "bias": 0.5}"#).unwrap();
+    c.register_model_from_path(&admin, &ws, "coef", &dir.0.join("model"), "", Default::default())
+        .await
+        .unwrap();
+    std::fs::write(dir.0.join("score.py"), SCORE_PY).unwrap();
+    std::fs::write(dir.0.join("ic.json"), r#"{"runtime": "python", "entryScript": "score.py"}"#)
+        .unwrap();
+    std::fs::write(
+        dir.0.join("dc.json"),
+        r#"{"computeType": "instance", "cpu_cores": 1, "memory_gb": 1}"#,
+    )
+    .unwrap();
+
+    // Deployed through the CLI, which uploads the entry script and waits with progress.
+    let cli = |args: Vec<String>| {
+        let (url, ca, cfg) = (s.url.clone(), s.ca_file.clone(), dir.0.join("cli"));
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+                .args(&args)
+                .env("MLGATE_CONFIG_DIR", cfg)
+                .env("MLGATE_SERVER", url)
+                .env("MLGATE_CA_FILE", ca)
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert!(cli(args(&["login", "-u", ADMIN, "-p", ADMIN_PASSWORD])).await.status.success());
+    let d = dir.0.to_str().unwrap().to_string();
+    let ic = format!("{d}/ic.json");
+    let dc = format!("{d}/dc.json");
+    let out = cli(args(&[
+        "ml", "model", "deploy", "-n", "py-svc", "-m", "coef:1", "--ic", &ic, "--dc", &dc, "-w",
+        "serve-ws", "-g", "serve",
+    ]))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("py-svc service creation operation: Healthy"), "{stderr}");
+    let svc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri = svc["scoringUri"].as_str().unwrap().to_string();
+
+    assert_eq!(
+        c.score(&uri, &json!({"data": [[1.0, 1.0], [2.0, 0.0]]})).await.unwrap(),
+        json!([3.5, 2.5])
+    );
+    // run() raising: 500, the traceback in the logs, and the worker goes on.
+    let err = c.score(&uri, &json!({"data": "boom"})).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
+    assert_eq!(c.score(&uri, &json!({"data": [[0.0, 1.0]]})).await.unwrap(), json!([2.5]));
+    // The worker crashing: that request is 503, the worker is restarted, scoring resumes.
+    let err = c.score(&uri, &json!({"data": "crash"})).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    let mut back = None;
+    for _ in 0..100 {
+        if let Ok(v) = c.score(&uri, &json!({"data": [[1.0, 0.0]]})).await {
+            back = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(back, Some(json!([1.5])));
+    let logs =
+        cli(args(&["ml", "service", "get-logs", "-n", "py-svc", "-w", "serve-ws", "-g", "serve"]))
+            .await;
+    let logs = String::from_utf8_lossy(&logs.stdout).to_string();
+    for expected in ["init done", "ValueError: boom", "worker restarted"] {
+        assert!(logs.contains(expected), "{expected} missing from:\n{logs}");
+    }
+
+    // A failing init() ends in Failed with its traceback.
+    std::fs::write(
+        dir.0.join("score.py"),
+        "def init():\n    raise RuntimeError('no model here')\n\ndef run(raw):\n    return 1\n",
+    )
+    .unwrap();
+    let out = cli(args(&[
+        "ml", "model", "deploy", "-n", "bad-init", "-m", "coef:1", "--ic", &ic, "--dc", &dc, "-w",
+        "serve-ws", "-g", "serve",
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Failed") && stderr.contains("RuntimeError: no model here"),
+        "{stderr}"
+    );
+    let svc = c.service(&admin, &ws, "bad-init").await.unwrap();
+    assert_eq!(svc.state, "Failed");
+    assert!(svc.error.unwrap().contains("Traceback"));
+    // The first service kept serving.
+    assert_eq!(c.score(&uri, &json!({"data": [[1.0, 1.0]]})).await.unwrap(), json!([3.5]));
+}

@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use mlgate_core::model::{ModelVersion, Service, ServiceState};
 use mlgate_core::models::WorkspaceRef;
 use mlgate_core::principal::Principal;
-use mlgate_core::services::deployment_config;
+use mlgate_core::services::{Runtime, deployment_config, runtime};
 use mlgate_proto as proto;
 use mlgate_serving::ServeError;
 use mlgate_serving::onnx::OnnxModel;
+use mlgate_serving::python::{PythonConfig, PythonService};
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
@@ -59,27 +60,13 @@ pub async fn start(state: AppState, service: Service, mv: ModelVersion) {
     let name = service.name.clone();
     let host = state.serving.clone();
     host.log(&name, format!("Deploying model {}:{}", mv.name, mv.version));
-    let result = async {
-        let file = mv
-            .files
-            .iter()
-            .find(|f| f.path.to_ascii_lowercase().ends_with(".onnx"))
-            .or(if mv.files.len() == 1 { mv.files.first() } else { None })
-            .ok_or_else(|| "the model has no .onnx file".to_string())?;
-        let bytes = state.models.file_bytes(&mv, &file.path).await.map_err(|e| e.to_string())?;
-        let concurrency =
-            deployment_config(&service.deployment_config).map(|c| c.concurrency()).unwrap_or(1);
-        let model = tokio::task::spawn_blocking(move || OnnxModel::load(&bytes))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let inputs: Vec<String> =
-            model.inputs().iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
-        host.log(&name, format!("Loaded {}: inputs {}", file.path, inputs.join(", ")));
-        host.start(&name, model, concurrency);
-        Ok::<_, String>(())
-    }
-    .await;
+    let result = match runtime(&service.inference_config) {
+        Ok(Runtime::Python { entry_script, sha256 }) => {
+            start_python(&state, &service, &mv, &entry_script, &sha256).await
+        }
+        Ok(Runtime::Onnx) => start_onnx(&state, &service, &mv).await,
+        Err(e) => Err(e.to_string()),
+    };
     let (new_state, error) = match &result {
         Ok(()) => (ServiceState::Healthy, None),
         Err(e) => {
@@ -92,6 +79,79 @@ pub async fn start(state: AppState, service: Service, mv: ModelVersion) {
         tracing::error!(service = %name, error = %e, "could not record the service's state");
     }
     tracing::info!(service = %name, state = new_state.as_str(), "deployment finished");
+}
+
+/// Lays the model's files and the entry script out under the data directory and starts the
+/// workers; `init()`'s traceback becomes the failure reason.
+async fn start_python(
+    state: &AppState,
+    service: &Service,
+    mv: &ModelVersion,
+    entry_script: &str,
+    sha256: &str,
+) -> Result<(), String> {
+    let dir = state
+        .data_dir
+        .join("services")
+        .join(&service.name)
+        .join(format!("{}-{}", mv.name, mv.version));
+    let model_dir = dir.join("model");
+    for f in &mv.files {
+        let bytes = state.models.file_bytes(mv, &f.path).await.map_err(|e| e.to_string())?;
+        let out = model_dir.join(&f.path);
+        if let Some(parent) = out.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| e.to_string())?;
+        }
+        tokio::fs::write(&out, bytes).await.map_err(|e| e.to_string())?;
+    }
+    let src = dir.join("src");
+    tokio::fs::create_dir_all(&src).await.map_err(|e| e.to_string())?;
+    let script = state.models.blob(sha256).await.map_err(|e| e.to_string())?;
+    let entry = src.join(entry_script);
+    tokio::fs::write(&entry, script).await.map_err(|e| e.to_string())?;
+    let worker = dir.join("mlgate_worker.py");
+    tokio::fs::write(&worker, mlgate_serving::python::WORKER_PY)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dc = deployment_config(&service.deployment_config).map_err(|e| e.to_string())?;
+    let host = state.serving.clone();
+    let name = service.name.clone();
+    let cfg = PythonConfig {
+        python: state.python.to_path_buf(),
+        worker_script: worker,
+        entry_script: entry,
+        model_dir,
+        memory_bytes: Some((dc.memory_gb * 1024.0 * 1024.0 * 1024.0) as u64),
+        workers: dc.concurrency(),
+        log: std::sync::Arc::new(move |line: &str| host.log(&name, line)),
+    };
+    let svc = PythonService::start(cfg).await?;
+    state.serving.log(&service.name, format!("{} worker(s) ran init()", dc.concurrency()));
+    state.serving.start_python(&service.name, svc);
+    Ok(())
+}
+
+async fn start_onnx(state: &AppState, service: &Service, mv: &ModelVersion) -> Result<(), String> {
+    let host = state.serving.clone();
+    let name = service.name.clone();
+    let file = mv
+        .files
+        .iter()
+        .find(|f| f.path.to_ascii_lowercase().ends_with(".onnx"))
+        .or(if mv.files.len() == 1 { mv.files.first() } else { None })
+        .ok_or_else(|| "the model has no .onnx file".to_string())?;
+    let bytes = state.models.file_bytes(mv, &file.path).await.map_err(|e| e.to_string())?;
+    let concurrency =
+        deployment_config(&service.deployment_config).map(|c| c.concurrency()).unwrap_or(1);
+    let model = tokio::task::spawn_blocking(move || OnnxModel::load(&bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let inputs: Vec<String> =
+        model.inputs().iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
+    host.log(&name, format!("Loaded {}: inputs {}", file.path, inputs.join(", ")));
+    host.start(&name, model, concurrency);
+    Ok(())
 }
 
 /// Starts again every service that was running (or starting) before the server restarted.
@@ -185,7 +245,9 @@ pub async fn score(
             name.chars().take(64).collect::<String>()
         )))),
         Err(ServeError::BadInput(m)) => Err(ApiError::BadRequest(m)),
-        Err(ServeError::Timeout) => Err(ApiError::Core(mlgate_core::Error::Unavailable)),
+        Err(ServeError::Timeout | ServeError::Crashed) => {
+            Err(ApiError::Core(mlgate_core::Error::Unavailable))
+        }
         Err(ServeError::Runtime(m)) => {
             state.serving.log(&name, format!("Scoring failed: {m}"));
             Err(ApiError::Core(mlgate_core::Error::Internal(m)))
