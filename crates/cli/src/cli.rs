@@ -128,6 +128,15 @@ pub enum ServiceCommand {
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// Send a scoring request to the service (JSON, or @file).
+    Score {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[arg(long)]
+        input_data: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
 }
 
 /// The workspace to act in: the flags, else `config.json` found from the current folder.

@@ -245,6 +245,19 @@ async fn service(
             let a = address(s, ws)?;
             Ok(c.delete_service(token, &a, &name).await?)
         }
+        ServiceCommand::Score { name, input_data, ws } => {
+            let text = match input_data.strip_prefix('@') {
+                Some(path) => {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+                }
+                None => input_data,
+            };
+            let body: serde_json::Value =
+                serde_json::from_str(&text).context("--input-data is not JSON")?;
+            let a = address(s, ws)?;
+            let svc = c.service(token, &a, &name).await?;
+            output::print(out, &c.score(&svc.scoring_uri, &body).await?)
+        }
         ServiceCommand::GetLogs { name, ws } => {
             let a = address(s, ws)?;
             for line in c.service_logs(token, &a, &name).await? {

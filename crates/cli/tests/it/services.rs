@@ -315,6 +315,26 @@ async fn score_py_entry_scripts_run_in_long_lived_workers() {
         c.score(&uri, &json!({"data": [[1.0, 1.0], [2.0, 0.0]]})).await.unwrap(),
         json!([3.5, 2.5])
     );
+    let scored = cli(args(&[
+        "ml",
+        "service",
+        "score",
+        "-n",
+        "py-svc",
+        "--input-data",
+        r#"{"data": [[3.0, 0.0]]}"#,
+        "-w",
+        "serve-ws",
+        "-g",
+        "serve",
+    ]))
+    .await;
+    assert!(scored.status.success(), "{}", String::from_utf8_lossy(&scored.stderr));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&scored.stdout).unwrap(),
+        json!([3.5]),
+        "via the CLI"
+    );
     // run() raising: 500, the traceback in the logs, and the worker goes on.
     let err = c.score(&uri, &json!({"data": "boom"})).await.unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(500));
