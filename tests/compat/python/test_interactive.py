@@ -57,21 +57,36 @@ def text(driver):
     return driver.find_element("tag name", "body").text
 
 
+def submit(driver, element_id):
+    """Clicks a button that submits a form and waits until the next page has loaded.
+
+    Reading the page straight after `click()` can race the navigation and see the old
+    page, or an element that goes stale while being read.
+    """
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+    old = driver.find_element("tag name", "html")
+    driver.find_element("id", element_id).click()
+    WebDriverWait(driver, 30).until(ec.staleness_of(old))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def approve_in_browser(driver, cfg, code, user, password, label, decision="approve"):
     driver.get(cfg.url + "/devicelogin")
     shot(driver, f"{label}-1-enter-code")
     driver.find_element("id", "code").send_keys(code)
-    driver.find_element("id", "next").click()
+    submit(driver, "next")
     assert "Sign in" in text(driver), text(driver)
     assert "Microsoft Azure CLI" in text(driver)
     assert cfg.tenant_domain in text(driver)
     shot(driver, f"{label}-2-sign-in")
     driver.find_element("id", "username").send_keys(user)
     driver.find_element("id", "password").send_keys(password)
-    driver.find_element("id", "signin").click()
+    submit(driver, "signin")
     assert "Are you trying to sign in?" in text(driver), text(driver)
     shot(driver, f"{label}-3-consent")
-    driver.find_element("id", decision).click()
+    submit(driver, decision)
     shot(driver, f"{label}-4-done")
     return text(driver)
 
@@ -124,11 +139,11 @@ def test_cli_browser_login_with_pkce_completes_through_chromium(cfg, person, bro
         shot(browser, "cli-browser-1-sign-in")
         browser.find_element("id", "username").send_keys(user)
         browser.find_element("id", "password").send_keys("not-the-password")
-        browser.find_element("id", "signin").click()
+        submit(browser, "signin")
         assert "incorrect" in text(browser), text(browser)
         shot(browser, "cli-browser-2-wrong-password")
         browser.find_element("id", "password").send_keys(password)
-        browser.find_element("id", "signin").click()
+        submit(browser, "signin")
         deadline = time.time() + 20
         while not browser.current_url.startswith("http://localhost:") and time.time() < deadline:
             time.sleep(0.1)
@@ -186,6 +201,6 @@ def test_denied_consent_reaches_msal_as_access_denied(cfg, person, browser):
 def test_wrong_and_used_codes_get_plain_messages(cfg, person, browser):
     browser.get(cfg.url + "/devicelogin")
     browser.find_element("id", "code").send_keys("BBBB-CCCC")
-    browser.find_element("id", "next").click()
+    submit(browser, "next")
     assert "wasn't recognised" in text(browser), text(browser)
     shot(browser, "error-unknown-code")
