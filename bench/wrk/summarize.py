@@ -1,6 +1,6 @@
 """Summarises the raw wrk outputs of one bench/token-grants.sh run.
 
-usage: summarize.py OUT_DIR
+usage: summarize.py OUT_DIR [BASELINE]     (BASELINE: the server ratios compare against, default node)
 Reads OUT_DIR/<server>-r<round>.txt (wrk --latency output plus token.lua's status lines) and
 OUT_DIR/<server>-r<round>.cpu (server CPU ticks, 1/100 s, used during the run); prints one row per server
 with medians over rounds, and mlgate/node ratios. Exits 1 if any response was not a 200.
@@ -23,9 +23,9 @@ def parse(text):
     return rps, float(val) * UNITS[unit], non200, sock, secs
 
 
-def main(out):
+def main(out, baseline="node"):
     runs = {}
-    order = {"node": 0, "mlgate": 1}
+    order = {baseline: 0, "mlgate": 1}
     for f in sorted(out.glob("*-r*.txt"), key=lambda f: (order.get(f.name.rsplit("-r", 1)[0], 2), f.name)):
         server = f.name.rsplit("-r", 1)[0]
         cpu_file = f.with_suffix(".cpu")
@@ -42,16 +42,16 @@ def main(out):
         non200 = sum(r[2] for r in rows)
         sock = sum(r[3] for r in rows)
         print(f"{s:<14}{len(rows):>7}{rps:>11.0f}{p99:>9.2f}{non200:>9}{sock:>9}{cpu:>10.2f}")
-    if "node" in med:
+    if baseline in med:
         for s in (s for s in med if s.startswith("mlgate")):
-            print(f"ratio {s}/node: req/s x{med[s][0] / med['node'][0]:.2f}, "
-                  f"p99 x{med[s][1] / med['node'][1]:.2f}")
+            print(f"ratio {s}/{baseline}: req/s x{med[s][0] / med[baseline][0]:.2f}, "
+                  f"p99 x{med[s][1] / med[baseline][1]:.2f}")
     print("(medians over rounds; non-200 and socket errors are totals; srv cores = server CPU-s per s)")
     bad = sum(r[2] for rows in runs.values() for r in rows)
     if bad:
-        print(f"FAIL: {bad} non-200 responses; these figures do not measure token grants")
+        print(f"FAIL: {bad} non-200 responses; these figures measure errors, not the work")
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main(pathlib.Path(sys.argv[1]))
+    main(pathlib.Path(sys.argv[1]), *(sys.argv[2:3]))

@@ -1,11 +1,11 @@
 -- POSTs one form body to one path, over wrk's keep-alive connections.
 --   WRK_PATH  request path, e.g. /token or /<tenant>/oauth2/v2.0/token
---   WRK_BODY  application/x-www-form-urlencoded body
+--   WRK_BODY  the body (WRK_CONTENT_TYPE, default application/x-www-form-urlencoded)
 -- done() prints the status-code histogram and "non-200: N" so an erroring server can't look fast.
 wrk.method = "POST"
 wrk.path = assert(os.getenv("WRK_PATH"), "WRK_PATH is required")
 wrk.body = assert(os.getenv("WRK_BODY"), "WRK_BODY is required")
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/x-www-form-urlencoded"
 
 local threads = {}
 

@@ -60,16 +60,23 @@ def text(driver):
 def submit(driver, element_id):
     """Clicks a button that submits a form and waits until the next page has loaded.
 
-    Reading the page straight after `click()` can race the navigation and see the old
-    page, or an element that goes stale while being read.
+    Reading the page straight after `click()` races the navigation: it can see the old
+    page, or an element that goes stale while being read. A navigation replaces the
+    window's global object, so a marker set on it before the click is gone once the
+    next page is there. Chromium's errors while the document is being swapped are
+    retried.
     """
-    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
-    old = driver.find_element("tag name", "html")
+
+    driver.execute_script("window.__mlgateOldPage = true;")
     driver.find_element("id", element_id).click()
-    WebDriverWait(driver, 30).until(ec.staleness_of(old))
-    WebDriverWait(driver, 30).until(
-        lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def next_page_loaded(d):
+        return d.execute_script(
+            "return window.__mlgateOldPage === undefined && document.readyState === 'complete';")
+
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(next_page_loaded)
 
 
 def approve_in_browser(driver, cfg, code, user, password, label, decision="approve"):
