@@ -1,0 +1,19 @@
+"""The reference Python scoring service: Flask + onnxruntime, the usual way a model is served
+from Python; JSON in ({"data": [[...]]}), JSON out ({"result": [[...]]}), like mlgate's ONNX
+runtime. Run under gunicorn: MODEL=model.onnx gunicorn -w 2 -b 127.0.0.1:PORT app:app"""
+import os
+
+import numpy as np
+import onnxruntime as ort
+from flask import Flask, jsonify, request
+
+session = ort.InferenceSession(os.environ["MODEL"], providers=["CPUExecutionProvider"])
+input_name = session.get_inputs()[0].name
+app = Flask(__name__)
+
+
+@app.post("/score")
+def score():
+    data = np.asarray(request.get_json(force=True)["data"], dtype=np.float32)
+    out = session.run(None, {input_name: data})[0]
+    return jsonify({"result": out.tolist()})
