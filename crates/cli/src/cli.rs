@@ -128,7 +128,58 @@ pub enum ServiceCommand {
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
-    /// Send a scoring request to the service (JSON, or @file).
+    /// Update a service: a new model version, configuration or authentication. A change of
+    /// authentication only takes effect at once, with the model left running.
+    Update {
+        #[arg(short = 'n', long)]
+        name: String,
+        /// The model to serve, NAME:VERSION.
+        #[arg(short = 'm', long)]
+        model: Option<String>,
+        /// A new inference configuration (JSON file).
+        #[arg(long = "ic", alias = "inference-config-file")]
+        inference_config: Option<PathBuf>,
+        /// A new deployment configuration (JSON file).
+        #[arg(long = "dc", alias = "deploy-config-file")]
+        deployment_config: Option<PathBuf>,
+        /// Key auth on or off (`--ae` in the Azure CLI).
+        #[arg(long = "auth-enabled", alias = "ae")]
+        auth_enabled: Option<bool>,
+        /// Token auth on or off (clusters only).
+        #[arg(long = "token-auth-enabled", alias = "token-auth")]
+        token_auth_enabled: Option<bool>,
+        /// Return at once instead of waiting for the deployment to finish.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Show the service's primary and secondary keys (needs listKeys: Contributor or above).
+    GetKeys {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Replace one of the service's keys; the old one fails from the next request on.
+    RegenKey {
+        #[arg(short = 'n', long)]
+        name: String,
+        /// Primary or Secondary.
+        #[arg(short = 'k', long = "key")]
+        key: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Get a scoring token for a service with token auth (Reader is enough).
+    GetToken {
+        #[arg(short = 'n', long)]
+        name: String,
+        #[command(flatten)]
+        ws: WorkspaceArgs,
+    },
+    /// Send a scoring request to the service (JSON, or @file), with the credential its
+    /// authentication mode asks for.
     Score {
         #[arg(short = 'n', long)]
         name: String,

@@ -8,6 +8,7 @@ pub mod models;
 mod rbac;
 mod resources;
 mod services;
+pub mod webservice;
 pub mod workspace;
 
 use std::time::Duration;

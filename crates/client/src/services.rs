@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mlgate_proto::{DeployService, Page, Service};
+use mlgate_proto::{DeployService, Page, RegenerateKey, Service, ServiceKeys, ServiceToken};
 use reqwest::Method;
 
 use crate::models::WorkspaceAddress;
@@ -99,12 +99,57 @@ impl Client {
         }
     }
 
-    /// Posts a scoring request to a service's `scoring_uri`.
+    /// `Webservice.get_keys()` (needs `listKeys/action`: Contributor or above).
+    pub async fn service_keys(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+    ) -> Result<ServiceKeys> {
+        let p = format!("{}/listKeys", path(ws, Some(name)));
+        self.send(self.api(Method::POST, &p, token)).await
+    }
+
+    /// `Webservice.regen_key("Primary" | "Secondary")`: answers the keys now in force.
+    pub async fn regenerate_service_key(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+        key_type: &str,
+    ) -> Result<ServiceKeys> {
+        let p = format!("{}/regenerateKeys", path(ws, Some(name)));
+        let body = RegenerateKey { key_type: key_type.to_string() };
+        self.send(self.api(Method::POST, &p, token).json(&body)).await
+    }
+
+    /// `Webservice.get_token()` (Reader is enough).
+    pub async fn service_token(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        name: &str,
+    ) -> Result<ServiceToken> {
+        let p = format!("{}/token", path(ws, Some(name)));
+        self.send(self.api(Method::POST, &p, token)).await
+    }
+
+    /// Posts a scoring request to a service's `scoring_uri`, with no credential.
     pub async fn score(
         &self,
         scoring_uri: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value> {
         self.send(self.http.post(scoring_uri).json(body)).await
+    }
+
+    /// Posts a scoring request with `Authorization: Bearer <key or token>`.
+    pub async fn score_with(
+        &self,
+        scoring_uri: &str,
+        credential: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.send(self.http.post(scoring_uri).bearer_auth(credential).json(body)).await
     }
 }

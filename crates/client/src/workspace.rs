@@ -66,6 +66,19 @@ impl ServicePrincipalAuthentication {
         ))
     }
 
+    /// A token for another resource (`scope` ending in `/.default`), not cached.
+    pub async fn token_for(&self, client: &Client, scope: &str) -> Result<String> {
+        let resp = client
+            .client_credentials(
+                &self.tenant_id,
+                &self.service_principal_id,
+                &self.service_principal_password,
+                scope,
+            )
+            .await?;
+        Ok(resp.access_token)
+    }
+
     pub async fn token(&self, client: &Client) -> Result<String> {
         let now = time::OffsetDateTime::now_utc();
         if let Ok(guard) = self.cached.lock()
@@ -158,6 +171,21 @@ pub enum Authentication {
 }
 
 impl Authentication {
+    /// A token for `scope`'s resource: a service principal asks for it; a person's refresh
+    /// token is redeemed for it; a given token is used as it is.
+    pub async fn token_for(&self, client: &Client, scope: &str) -> Result<String> {
+        match self {
+            Authentication::ServicePrincipal(sp) => sp.token_for(client, scope).await,
+            Authentication::Interactive(i) => {
+                self.token(client).await?;
+                let rt = i.state.lock().await.as_ref().map(|(_, _, rt)| rt.clone());
+                let rt = rt.ok_or_else(|| ClientError::Config("not signed in".into()))?;
+                Ok(client.refresh(&i.tenant_id, &rt, scope).await?.access_token)
+            }
+            Authentication::Token(t) => Ok(t.clone()),
+        }
+    }
+
     pub async fn token(&self, client: &Client) -> Result<String> {
         match self {
             Authentication::ServicePrincipal(sp) => sp.token(client).await,
@@ -332,6 +360,12 @@ impl Workspace {
     /// A bearer token for this workspace's API calls.
     pub async fn token(&self) -> Result<String> {
         self.auth.token(&self.client).await
+    }
+
+    /// A bearer token for another resource, e.g. `https://ml.azure.com/.default` for services
+    /// with `aad_token` auth.
+    pub async fn token_for(&self, scope: &str) -> Result<String> {
+        self.auth.token_for(&self.client, scope).await
     }
 
     pub fn config(&self) -> WorkspaceConfig {

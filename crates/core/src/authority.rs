@@ -14,14 +14,17 @@ use time::{Duration, OffsetDateTime};
 use crate::clock::Clock;
 use crate::directory::{ClientEntry, Directory};
 use crate::error::Error;
-use crate::ids::{AppId, GrantFamilyId, TenantId};
+use crate::ids::{AppId, GrantFamilyId, TenantId, WorkspaceId};
 use crate::keys::{Jwk, KeyError, KeyRing, KeySet, MasterKey, new_signing_key};
 use crate::model::{KeyState, RefreshGrant, Tenant, User};
 use crate::password::{dummy_hash, verify_password};
 use crate::principal::Principal;
 use crate::secrets::{digest_matches, new_opaque_token, random_bytes, sha256};
 use crate::store::Store;
-use crate::tokens::{AccessClaims, IdClaims, TokenError, normalize_resource, verify_access_token};
+use crate::tokens::{
+    AccessClaims, IdClaims, SERVICE_TOKEN_VERSION, ServiceTokenClaims, TokenError,
+    normalize_resource, verify_access_token, verify_service_token,
+};
 
 mod interactive;
 
@@ -260,6 +263,70 @@ impl Authority {
             self.clock.now(),
         )?;
         Principal::from_claims(claims).ok_or(TokenError::Malformed)
+    }
+
+    /// The issuer of a workspace's web-service tokens.
+    pub fn workspace_issuer(&self, workspace: WorkspaceId) -> String {
+        format!("{}/workspaces/{workspace}", self.cfg.public_url)
+    }
+
+    /// Signs a web-service token: `audience` is the service's scoring URI.
+    pub fn issue_service_token(
+        &self,
+        caller: &Principal,
+        workspace: WorkspaceId,
+        audience: &str,
+        lifetime: Duration,
+    ) -> Result<(String, ServiceTokenClaims), Error> {
+        let iat = self.clock.now().unix_timestamp();
+        let claims = ServiceTokenClaims {
+            iss: self.workspace_issuer(workspace),
+            aud: audience.to_string(),
+            sub: caller.object_id.to_string(),
+            tid: caller.tenant_id.to_string(),
+            ws: workspace.to_string(),
+            iat,
+            nbf: iat,
+            exp: iat + lifetime.whole_seconds(),
+            ver: SERVICE_TOKEN_VERSION.into(),
+        };
+        let token = self
+            .keys
+            .current()
+            .signer
+            .sign_jwt(&claims)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a web-service token, from memory.
+    pub fn verify_service_token(
+        &self,
+        token: &str,
+        workspace: WorkspaceId,
+        audience: &str,
+    ) -> Result<ServiceTokenClaims, TokenError> {
+        let keys = self.keys.current();
+        let issuer = self.workspace_issuer(workspace);
+        let claims = verify_service_token(token, &keys, audience, &issuer, self.clock.now())?;
+        if claims.ws != workspace.to_string() {
+            return Err(TokenError::Issuer);
+        }
+        Ok(claims)
+    }
+
+    /// Encrypts a secret the server must read back (web-service keys) under the master key;
+    /// `aad` binds it to its place, so a sealed value moved elsewhere fails to open.
+    pub fn seal(&self, aad: &str, secret: &[u8]) -> Result<Vec<u8>, Error> {
+        self.master.seal(aad.as_bytes(), secret).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    pub fn open(&self, aad: &str, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        self.master.open(aad.as_bytes(), sealed).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The token endpoint.

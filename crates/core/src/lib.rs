@@ -28,6 +28,7 @@ pub mod password;
 pub mod principal;
 pub mod rbac;
 pub mod resources;
+pub mod scoring;
 pub mod secrets;
 pub mod services;
 pub mod store;

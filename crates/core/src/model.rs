@@ -317,6 +317,22 @@ pub struct Service {
     pub created_by: ObjectId,
 }
 
+/// A web service's two keys, each sealed (AES-256-GCM under the master key, bound to the
+/// service's name and the key's slot). They are sealed rather than hashed because callers
+/// allowed `listKeys/action` read them back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedServiceKeys {
+    pub primary: Vec<u8>,
+    pub secondary: Vec<u8>,
+    pub updated_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for SealedServiceKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedServiceKeys(..)")
+    }
+}
+
 /// A custom role as stored: its Azure JSON, re-validated when loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomRoleRecord {

@@ -7,15 +7,22 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::access::Access;
+use crate::authority::Authority;
 use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
+use crate::model::SealedServiceKeys;
 use crate::model::{ModelVersion, Service, ServiceState, Workspace};
 use crate::models::{WorkspaceRef, valid_model_name};
 use crate::principal::Principal;
 use crate::rbac::Scope;
-use crate::rbac::catalog::{MODEL_READ, SERVICE_DELETE, SERVICE_READ, SERVICE_WRITE};
+use crate::rbac::catalog::{
+    MODEL_READ, SERVICE_DELETE, SERVICE_LIST_KEYS, SERVICE_READ, SERVICE_REGENERATE_KEYS,
+    SERVICE_WRITE,
+};
 use crate::resources::{valid_workspace_name, workspace_scope};
+use crate::scoring::{GateConfig, ScoringGate};
+use crate::secrets::new_client_secret;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,18 +33,93 @@ pub enum ComputeType {
     Cluster,
 }
 
+/// Who may score a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone who can reach the scoring URI (an instance's default).
+    None,
+    /// `Authorization: Bearer <primary or secondary key>` (a cluster's default).
+    Key,
+    /// `Authorization: Bearer <token from get-token>`: a short-lived JWT for this one service.
+    Token,
+    /// `Authorization: Bearer <access token from the authority>` for the workspace audience,
+    /// and the RBAC action `services/score/action` on the service (newer Azure ML's
+    /// `aad_token`).
+    Identity,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Key => "key",
+            AuthMode::Token => "token",
+            AuthMode::Identity => "aad_token",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentConfig {
     pub compute_type: ComputeType,
     pub cpu_cores: f64,
     pub memory_gb: f64,
     pub replicas: u32,
+    pub auth: AuthMode,
 }
 
 impl DeploymentConfig {
     /// Requests one replica may run at once.
     pub fn concurrency(&self) -> usize {
         (self.cpu_cores.ceil() as usize).max(1)
+    }
+
+    /// Whether going from `self` to `next` needs the model reloaded: everything but the
+    /// authentication mode shapes the running replicas.
+    pub fn needs_restart_for(&self, next: &DeploymentConfig) -> bool {
+        DeploymentConfig { auth: next.auth, ..self.clone() } != *next
+    }
+}
+
+/// The seed's rules: an instance has key auth off by default and no token auth; a cluster has
+/// key auth on by default and token auth off; key and token auth never together.
+fn auth_mode(v: &Value, compute_type: ComputeType) -> Result<AuthMode, String> {
+    let flag = |names: &[&str]| -> Result<Option<bool>, String> {
+        match get(v, names) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(format!("{} must be true or false", names[0])),
+        }
+    };
+    let key = flag(&["auth_enabled", "authEnabled"])?;
+    let token = flag(&["token_auth_enabled", "tokenAuthEnabled"])?;
+    let token_on_instance = "token auth is not supported on an instance (ACI) deployment; \
+                             deploy with computeType 'cluster' to use it";
+    if let Some(mode) = get(v, &["auth_mode", "authMode"]) {
+        if key.is_some() || token.is_some() {
+            return Err("give either auth_mode or auth_enabled/token_auth_enabled, not both".into());
+        }
+        return match mode.as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("none") => Ok(AuthMode::None),
+            Some("key") => Ok(AuthMode::Key),
+            Some("aml_token" | "amltoken" | "token") if compute_type == ComputeType::Instance => {
+                Err(token_on_instance.into())
+            }
+            Some("aml_token" | "amltoken" | "token") => Ok(AuthMode::Token),
+            Some("aad_token" | "aadtoken") => Ok(AuthMode::Identity),
+            _ => Err("auth_mode must be 'none', 'key', 'aml_token' or 'aad_token'".into()),
+        };
+    }
+    match (compute_type, key, token) {
+        (_, Some(true), Some(true)) => {
+            Err("key and token auth cannot be enabled at the same time".into())
+        }
+        (ComputeType::Instance, _, Some(true)) => Err(token_on_instance.into()),
+        (ComputeType::Instance, Some(true), _) => Ok(AuthMode::Key),
+        (ComputeType::Instance, _, _) => Ok(AuthMode::None),
+        (ComputeType::Cluster, _, Some(true)) => Ok(AuthMode::Token),
+        (ComputeType::Cluster, Some(false), _) => Ok(AuthMode::None),
+        (ComputeType::Cluster, _, _) => Ok(AuthMode::Key),
     }
 }
 
@@ -82,7 +164,8 @@ pub fn deployment_config(v: &Value) -> Result<DeploymentConfig, Error> {
             "an instance has exactly one replica; use computeType 'cluster' for more".into()
         ));
     }
-    Ok(DeploymentConfig { compute_type, cpu_cores, memory_gb, replicas })
+    let auth = auth_mode(v, compute_type).map_err(bad)?;
+    Ok(DeploymentConfig { compute_type, cpu_cores, memory_gb, replicas, auth })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,15 +219,86 @@ pub fn valid_service_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A service's two keys, in the clear (for `get-keys`); never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceKeys {
+    pub primary: String,
+    pub secondary: String,
+}
+
+impl std::fmt::Debug for ServiceKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceKeys(..)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySlot {
+    Primary,
+    Secondary,
+}
+
+impl std::str::FromStr for KeySlot {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "primary" => Ok(KeySlot::Primary),
+            "secondary" => Ok(KeySlot::Secondary),
+            _ => Err(Error::InvalidInput(format!(
+                "'{}' is not a key type: use Primary or Secondary",
+                s.chars().take(32).collect::<String>()
+            ))),
+        }
+    }
+}
+
+/// `Webservice.get_token()`'s answer.
+pub struct ServiceToken {
+    pub token: String,
+    /// Unix seconds.
+    pub expires_on: i64,
+    /// Unix seconds: ask for a new token after this (half the lifetime).
+    pub refresh_after: i64,
+}
+
+/// How a deployment request is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollout {
+    /// Load the model (again) and swap it in.
+    Start,
+    /// Only the authentication changed: it is already in force, the model keeps running.
+    AuthOnly,
+}
+
 pub struct Services {
     directory: Arc<Directory>,
     access: Arc<Access>,
+    authority: Arc<Authority>,
+    gate: Arc<ScoringGate>,
     clock: Arc<dyn Clock>,
+    token_lifetime: time::Duration,
 }
 
 impl Services {
-    pub fn new(directory: Arc<Directory>, access: Arc<Access>, clock: Arc<dyn Clock>) -> Self {
-        Self { directory, access, clock }
+    pub fn new(
+        directory: Arc<Directory>,
+        access: Arc<Access>,
+        authority: Arc<Authority>,
+        clock: Arc<dyn Clock>,
+        token_lifetime: time::Duration,
+    ) -> Result<Self, Error> {
+        let gate = Arc::new(ScoringGate::new(authority.clone(), access.clone())?);
+        Ok(Self { directory, access, authority, gate, clock, token_lifetime })
+    }
+
+    /// The scoring path's authentication, in memory.
+    pub fn gate(&self) -> &Arc<ScoringGate> {
+        &self.gate
+    }
+
+    /// `{public url}/api/v1/service/{name}/score`.
+    pub fn scoring_uri(&self, name: &str) -> String {
+        format!("{}/api/v1/service/{name}/score", self.authority.config().public_url)
     }
 
     fn scope(ws: WorkspaceRef<'_>, child: &str) -> Result<Scope, Error> {
@@ -184,7 +338,9 @@ impl Services {
         store.workspace(sub, ws.resource_group, ws.workspace).await?.ok_or_else(not_found)
     }
 
-    /// Creates or updates a service (state Transitioning); the caller then starts it.
+    /// Creates or updates a service and puts its authentication in force. With
+    /// [`Rollout::Start`] the service is Transitioning and the caller starts it; an update that
+    /// changes only the authentication mode of a Healthy service keeps it running.
     pub async fn deploy(
         &self,
         caller: &Principal,
@@ -193,7 +349,7 @@ impl Services {
         model: &str,
         inference_config: Value,
         deployment_config_json: Value,
-    ) -> Result<(Service, ModelVersion), Error> {
+    ) -> Result<(Service, ModelVersion, Rollout), Error> {
         if !valid_service_name(name) {
             return Err(Error::InvalidInput(format!(
                 "'{name}' is not a valid service name: 3 to 32 lower-case letters, digits and \
@@ -216,7 +372,7 @@ impl Services {
             &Self::scope(ws, &format!("models/{model_name}"))?,
         )?;
         runtime(&inference_config)?;
-        deployment_config(&deployment_config_json)?;
+        let dc = deployment_config(&deployment_config_json)?;
         let workspace = self.workspace(caller, ws).await?;
         let store = self.directory.store();
         let mv =
@@ -224,9 +380,20 @@ impl Services {
                 Error::InvalidInput(format!("model '{model_name}' has no version {version}"))
             })?;
         let now = self.clock.now();
-        let created_at = match store.service(name).await? {
-            Some(existing) if existing.workspace_id == workspace.id => existing.created_at,
-            _ => now,
+        let existing =
+            store.service(name).await?.filter(|existing| existing.workspace_id == workspace.id);
+        let rollout = match &existing {
+            Some(old)
+                if old.state == ServiceState::Healthy
+                    && old.model_name == mv.name
+                    && old.model_version == mv.version
+                    && old.inference_config == inference_config
+                    && deployment_config(&old.deployment_config)
+                        .is_ok_and(|old_dc| !old_dc.needs_restart_for(&dc)) =>
+            {
+                Rollout::AuthOnly
+            }
+            _ => Rollout::Start,
         };
         let service = Service {
             name: name.to_string(),
@@ -235,9 +402,12 @@ impl Services {
             model_version: mv.version,
             inference_config,
             deployment_config: deployment_config_json,
-            state: ServiceState::Transitioning,
+            state: match rollout {
+                Rollout::AuthOnly => ServiceState::Healthy,
+                Rollout::Start => ServiceState::Transitioning,
+            },
             error: None,
-            created_at,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
             created_by: caller.object_id,
         };
@@ -247,7 +417,161 @@ impl Services {
             }
             other => other.into(),
         })?;
-        Ok((service, mv))
+        self.ensure_keys(name).await?;
+        self.install_gate(&service, &workspace).await?;
+        Ok((service, mv, rollout))
+    }
+
+    /// Every service has two keys from its first deployment on, so switching key auth on
+    /// later needs no new keys.
+    async fn ensure_keys(&self, name: &str) -> Result<(), Error> {
+        let store = self.directory.store();
+        if store.service_keys(name).await?.is_none() {
+            let keys = ServiceKeys { primary: new_client_secret(), secondary: new_client_secret() };
+            store.put_service_keys(name, &self.seal_keys(name, &keys)?).await?;
+        }
+        Ok(())
+    }
+
+    fn key_aad(name: &str, slot: KeySlot) -> String {
+        format!("service-key:{}:{slot:?}", name.to_ascii_lowercase())
+    }
+
+    fn seal_keys(&self, name: &str, keys: &ServiceKeys) -> Result<SealedServiceKeys, Error> {
+        Ok(SealedServiceKeys {
+            primary: self
+                .authority
+                .seal(&Self::key_aad(name, KeySlot::Primary), keys.primary.as_bytes())?,
+            secondary: self
+                .authority
+                .seal(&Self::key_aad(name, KeySlot::Secondary), keys.secondary.as_bytes())?,
+            updated_at: self.clock.now(),
+        })
+    }
+
+    async fn open_keys(&self, name: &str) -> Result<ServiceKeys, Error> {
+        let sealed = self
+            .directory
+            .store()
+            .service_keys(name)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("service '{name}' has no keys")))?;
+        let open = |slot: KeySlot, bytes: &[u8]| -> Result<String, Error> {
+            String::from_utf8(self.authority.open(&Self::key_aad(name, slot), bytes)?)
+                .map_err(|_| Error::Internal("a sealed service key is not text".into()))
+        };
+        Ok(ServiceKeys {
+            primary: open(KeySlot::Primary, &sealed.primary)?,
+            secondary: open(KeySlot::Secondary, &sealed.secondary)?,
+        })
+    }
+
+    /// Puts the service's mode and keys (as read from the store) in the scoring gate.
+    async fn install_gate(&self, s: &Service, ws: &Workspace) -> Result<(), Error> {
+        let dc = deployment_config(&s.deployment_config)?;
+        let keys = self.open_keys(&s.name).await?;
+        let scope = Access::parse_scope(&format!(
+            "{}/services/{}",
+            workspace_scope(ws.subscription_id, &ws.resource_group, &ws.name)?.as_str(),
+            s.name
+        ))?;
+        self.gate.install(
+            &s.name,
+            GateConfig {
+                mode: dc.auth,
+                workspace: ws.id,
+                scope,
+                scoring_uri: self.scoring_uri(&s.name),
+                keys: [&keys.primary, &keys.secondary],
+            },
+        );
+        Ok(())
+    }
+
+    /// Puts a stored service's authentication in force (after a restart of the server).
+    pub async fn restore_gate(&self, s: &Service) -> Result<(), Error> {
+        let ws = self
+            .directory
+            .store()
+            .workspace_by_id(s.workspace_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("the workspace of '{}' is gone", s.name)))?;
+        self.ensure_keys(&s.name).await?;
+        self.install_gate(s, &ws).await
+    }
+
+    /// `get-keys` (`listKeys/action`).
+    pub async fn keys(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+    ) -> Result<ServiceKeys, Error> {
+        self.access.authorize(
+            caller,
+            SERVICE_LIST_KEYS,
+            &Self::scope(ws, &format!("services/{name}"))?,
+        )?;
+        self.find(caller, ws, name).await?;
+        self.open_keys(name).await
+    }
+
+    /// `regen-key --key Primary|Secondary` (`regenerateKeys/action`): the old key fails from
+    /// the next request on.
+    pub async fn regenerate_key(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+        slot: KeySlot,
+    ) -> Result<ServiceKeys, Error> {
+        self.access.authorize(
+            caller,
+            SERVICE_REGENERATE_KEYS,
+            &Self::scope(ws, &format!("services/{name}"))?,
+        )?;
+        let (service, workspace) = self.find(caller, ws, name).await?;
+        let mut keys = self.open_keys(name).await?;
+        match slot {
+            KeySlot::Primary => keys.primary = new_client_secret(),
+            KeySlot::Secondary => keys.secondary = new_client_secret(),
+        }
+        self.directory.store().put_service_keys(name, &self.seal_keys(name, &keys)?).await?;
+        self.install_gate(&service, &workspace).await?;
+        Ok(keys)
+    }
+
+    /// `get-token`: a token for this one service. Reading the service is enough (Reader), as
+    /// the seed advises for least privilege.
+    pub async fn token(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+    ) -> Result<ServiceToken, Error> {
+        self.access.authorize(
+            caller,
+            SERVICE_READ,
+            &Self::scope(ws, &format!("services/{name}"))?,
+        )?;
+        let (service, workspace) = self.find(caller, ws, name).await?;
+        if deployment_config(&service.deployment_config)?.auth != AuthMode::Token {
+            return Err(Error::InvalidInput(format!(
+                "token auth is not enabled on '{name}'; update it with token_auth_enabled: true \
+                 (a cluster deployment) to use tokens"
+            )));
+        }
+        let (token, claims) = self.authority.issue_service_token(
+            caller,
+            workspace.id,
+            &self.scoring_uri(name),
+            self.token_lifetime,
+        )?;
+        Ok(ServiceToken {
+            token,
+            expires_on: claims.exp,
+            refresh_after: claims.iat + (claims.exp - claims.iat) / 2,
+        })
     }
 
     pub async fn get(
@@ -261,9 +585,19 @@ impl Services {
             SERVICE_READ,
             &Self::scope(ws, &format!("services/{name}"))?,
         )?;
+        Ok(self.find(caller, ws, name).await?.0)
+    }
+
+    /// The service and its workspace, without an authorization check (the caller's job).
+    async fn find(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+    ) -> Result<(Service, Workspace), Error> {
         let workspace = self.workspace(caller, ws).await?;
         match self.directory.store().service(name).await? {
-            Some(s) if s.workspace_id == workspace.id => Ok(s),
+            Some(s) if s.workspace_id == workspace.id => Ok((s, workspace)),
             _ => {
                 Err(Error::NotFound(format!("Service '{name}' does not exist in this workspace.")))
             }
@@ -291,8 +625,10 @@ impl Services {
             SERVICE_DELETE,
             &Self::scope(ws, &format!("services/{name}"))?,
         )?;
-        self.get(caller, ws, name).await?;
-        Ok(self.directory.store().delete_service(name).await?)
+        self.find(caller, ws, name).await?;
+        self.directory.store().delete_service(name).await?;
+        self.gate.remove(name);
+        Ok(())
     }
 
     /// Records how a start or restart went.
@@ -348,6 +684,37 @@ mod tests {
         ));
         assert!(runtime(&json!({"entryScript": "score.sh", "entryScriptSha256": sha})).is_err());
         assert!(runtime(&json!({"entryScript": "score.py", "entryScriptSha256": sha, "requirements": ["numpy"]})).is_err());
+        let auth = |v: serde_json::Value| deployment_config(&v).map(|c| c.auth);
+        assert_eq!(auth(json!({})).unwrap(), AuthMode::None, "an instance is open by default");
+        assert_eq!(auth(json!({"auth_enabled": true})).unwrap(), AuthMode::Key);
+        assert!(auth(json!({"token_auth_enabled": true})).is_err(), "no tokens on an instance");
+        assert_eq!(auth(json!({"computeType": "cluster"})).unwrap(), AuthMode::Key);
+        assert_eq!(
+            auth(json!({"computeType": "AKS", "tokenAuthEnabled": true, "authEnabled": false}))
+                .unwrap(),
+            AuthMode::Token
+        );
+        assert_eq!(
+            auth(json!({"computeType": "cluster", "auth_enabled": false})).unwrap(),
+            AuthMode::None
+        );
+        assert!(
+            auth(
+                json!({"computeType": "cluster", "auth_enabled": true, "token_auth_enabled": true})
+            )
+            .is_err()
+        );
+        assert_eq!(auth(json!({"auth_mode": "aad_token"})).unwrap(), AuthMode::Identity);
+        assert!(auth(json!({"auth_mode": "key", "auth_enabled": true})).is_err());
+        assert!(auth(json!({"auth_enabled": "yes"})).is_err());
+        let a = deployment_config(&json!({"computeType": "cluster", "replicas": 2})).unwrap();
+        let b = deployment_config(
+            &json!({"computeType": "cluster", "replicas": 2, "token_auth_enabled": true}),
+        )
+        .unwrap();
+        assert!(!a.needs_restart_for(&b), "an auth change alone keeps the model running");
+        let c = deployment_config(&json!({"computeType": "cluster", "replicas": 3})).unwrap();
+        assert!(a.needs_restart_for(&c));
         assert!(
             valid_service_name("my-svc-1")
                 && !valid_service_name("My-svc")

@@ -11,8 +11,8 @@ use crate::ids::{
 };
 use crate::model::{
     AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState,
-    ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord, Service, ServicePrincipal,
-    ServiceState, SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord, SealedServiceKeys, Service,
+    ServicePrincipal, ServiceState, SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +186,7 @@ pub trait ResourceStore: Send + Sync {
         rg: &str,
         name: &str,
     ) -> StoreResult<Option<Workspace>>;
+    async fn workspace_by_id(&self, id: WorkspaceId) -> StoreResult<Option<Workspace>>;
     /// Ordered by (resource group, name) lower-cased, strictly after `after`.
     async fn list_workspaces(
         &self,
@@ -269,7 +270,11 @@ pub trait ServiceStore: Send + Sync {
         error: Option<&str>,
         at: OffsetDateTime,
     ) -> StoreResult<()>;
+    /// Deletes the service and its keys.
     async fn delete_service(&self, name: &str) -> StoreResult<()>;
+    /// The service's primary and secondary keys, sealed under the master key.
+    async fn service_keys(&self, name: &str) -> StoreResult<Option<SealedServiceKeys>>;
+    async fn put_service_keys(&self, name: &str, keys: &SealedServiceKeys) -> StoreResult<()>;
 }
 
 /// Content-addressed file storage (model files): the key is the SHA-256 of the bytes.

@@ -107,14 +107,12 @@ pub enum TokenError {
     Issuer,
 }
 
-/// Verifies `token`'s signature and claims. `issuer_ok(iss, tid)` decides the issuer.
-pub fn verify_access_token(
+/// Checks the signature of an ES256 JWS against the published keys and decodes its claims;
+/// time, audience and issuer are the caller's to check.
+fn decode_es256<T: serde::de::DeserializeOwned>(
     token: &str,
     keys: &KeySet,
-    audiences: &HashSet<String>,
-    issuer_ok: impl Fn(&str, &str) -> bool,
-    now: OffsetDateTime,
-) -> Result<AccessClaims, TokenError> {
+) -> Result<T, TokenError> {
     if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
         return Err(TokenError::Malformed);
     }
@@ -126,33 +124,88 @@ pub fn verify_access_token(
     let key = keys.verifiers.get(&kid).ok_or(TokenError::UnknownKey)?;
 
     // The library checks the algorithm and the signature; time, audience and issuer are
-    // checked below against the injected clock and the directory.
+    // checked by the callers against the injected clock and the directory.
     let mut validation = Validation::new(Algorithm::ES256);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims = HashSet::new();
-    let data =
-        jsonwebtoken::decode::<AccessClaims>(token, key, &validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
-                _ => TokenError::Malformed,
-            }
-        })?;
-    let claims = data.claims;
+    jsonwebtoken::decode::<T>(token, key, &validation).map(|d| d.claims).map_err(|e| {
+        match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::Algorithm,
+            _ => TokenError::Malformed,
+        }
+    })
+}
 
+fn check_times(nbf: i64, exp: i64, now: OffsetDateTime) -> Result<(), TokenError> {
     let now = now.unix_timestamp();
-    if now >= claims.exp + CLOCK_SKEW_SECS {
+    if now >= exp + CLOCK_SKEW_SECS {
         return Err(TokenError::Expired);
     }
-    if now + CLOCK_SKEW_SECS < claims.nbf {
+    if now + CLOCK_SKEW_SECS < nbf {
         return Err(TokenError::NotYetValid);
     }
+    Ok(())
+}
+
+/// Verifies `token`'s signature and claims. `issuer_ok(iss, tid)` decides the issuer.
+pub fn verify_access_token(
+    token: &str,
+    keys: &KeySet,
+    audiences: &HashSet<String>,
+    issuer_ok: impl Fn(&str, &str) -> bool,
+    now: OffsetDateTime,
+) -> Result<AccessClaims, TokenError> {
+    let claims: AccessClaims = decode_es256(token, keys)?;
+    check_times(claims.nbf, claims.exp, now)?;
     if !audiences.contains(&normalize_resource(&claims.aud)) {
         return Err(TokenError::Audience);
     }
     if !issuer_ok(&claims.iss, &claims.tid) {
+        return Err(TokenError::Issuer);
+    }
+    Ok(claims)
+}
+
+/// The claims of a web-service token (`Webservice.get_token()`): issued by a workspace for one
+/// service, whose scoring URI is the audience. `ver` is `svc1`, so no access-token parser
+/// mistakes it for an access token (and its audience is never an API resource anyway).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceTokenClaims {
+    /// `{public url}/workspaces/{workspace id}`.
+    pub iss: String,
+    /// The service's scoring URI.
+    pub aud: String,
+    /// The object id of the principal the token was issued to.
+    pub sub: String,
+    pub tid: String,
+    /// The workspace id, so a token outlives neither its service's name nor its workspace.
+    pub ws: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub ver: String,
+}
+
+pub const SERVICE_TOKEN_VERSION: &str = "svc1";
+
+/// Verifies a web-service token for the service whose scoring URI is `audience` and whose
+/// workspace is issuing `issuer`.
+pub fn verify_service_token(
+    token: &str,
+    keys: &KeySet,
+    audience: &str,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> Result<ServiceTokenClaims, TokenError> {
+    let claims: ServiceTokenClaims = decode_es256(token, keys)?;
+    check_times(claims.nbf, claims.exp, now)?;
+    if claims.ver != SERVICE_TOKEN_VERSION || claims.aud != audience {
+        return Err(TokenError::Audience);
+    }
+    if claims.iss != issuer {
         return Err(TokenError::Issuer);
     }
     Ok(claims)

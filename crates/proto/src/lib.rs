@@ -223,12 +223,65 @@ pub struct Service {
     pub model: String,
     pub compute_type: String,
     pub scoring_uri: String,
+    /// Key auth in force (Azure's field).
+    #[serde(default)]
+    pub auth_enabled: bool,
+    /// Service-token auth in force (Azure's field).
+    #[serde(default)]
+    pub token_auth_enabled: bool,
+    /// `none`, `key`, `token` or `aad_token`: what a scoring request must carry.
+    #[serde(default)]
+    pub auth_mode: String,
     #[serde(default)]
     pub error: Option<String>,
     pub inference_config: serde_json::Value,
     pub deployment_config: serde_json::Value,
     pub created_time: String,
     pub updated_time: String,
+}
+
+/// `POST .../services/{name}/listKeys` (and `regenerateKeys`'s answer).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceKeys {
+    pub primary_key: String,
+    pub secondary_key: String,
+}
+
+impl std::fmt::Debug for ServiceKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceKeys(..)")
+    }
+}
+
+/// `POST .../services/{name}/regenerateKeys`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegenerateKey {
+    /// `Primary` or `Secondary`.
+    pub key_type: String,
+}
+
+/// `POST .../services/{name}/token`: Azure ML's service token answer.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceToken {
+    pub access_token: String,
+    pub token_type: String,
+    /// Unix seconds.
+    pub expiry_on: i64,
+    /// Unix seconds after which a new token should be fetched.
+    pub refresh_after: i64,
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServiceToken(expiry_on: {}, refresh_after: {})",
+            self.expiry_on, self.refresh_after
+        )
+    }
 }
 
 /// `PUT .../services/{name}`: the deploy (or update) request.

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::authority::{GrantError, OAuthErrorKind};
+use mlgate_core::scoring::Denied;
 use mlgate_core::tokens::TokenError;
 use mlgate_proto::{ApiErrorBody, ApiErrorDetail, OAuthErrorBody, codes};
 use time::OffsetDateTime;
@@ -22,6 +23,8 @@ pub enum ApiError {
         authorization_uri: String,
     },
     Core(mlgate_core::Error),
+    /// The scoring gate refused a scoring request.
+    Scoring(Denied),
     BadRequest(String),
     PayloadTooLarge,
     MethodNotAllowed,
@@ -60,6 +63,34 @@ impl IntoResponse for ApiError {
                     ),
                 };
                 let mut resp = body(StatusCode::UNAUTHORIZED, code, message);
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                resp
+            }
+            ApiError::Scoring(Denied::UnknownService) => body(
+                StatusCode::NOT_FOUND,
+                codes::NOT_FOUND,
+                "The service does not exist or is not running.".into(),
+            ),
+            ApiError::Scoring(Denied::Forbidden(m)) => {
+                body(StatusCode::FORBIDDEN, codes::AUTHORIZATION_FAILED, m)
+            }
+            ApiError::Scoring(denied) => {
+                // The messages name what was wrong, never the credential itself.
+                let (challenge, code) = match &denied {
+                    Denied::Missing => (
+                        r#"Bearer realm="mlgate-scoring""#.to_string(),
+                        codes::AUTHENTICATION_FAILED,
+                    ),
+                    other => (
+                        format!(
+                            r#"Bearer realm="mlgate-scoring", error="invalid_token", error_description="{other}""#
+                        ),
+                        codes::INVALID_AUTHENTICATION_TOKEN,
+                    ),
+                };
+                let mut resp = body(StatusCode::UNAUTHORIZED, code, denied.to_string());
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }

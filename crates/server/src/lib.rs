@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub extra_resources: Vec<String>,
     /// The Python interpreter (or virtualenv's) that runs `score.py` entry scripts.
     pub python: PathBuf,
+    /// Lifetime of web-service tokens (`ml service get-token`).
+    pub service_token_lifetime: Duration,
     /// Benchmarks set this to measure what authorization costs; the binary never does.
     #[doc(hidden)]
     pub bench_disable_authorization: bool,
@@ -90,6 +92,7 @@ impl ServerConfig {
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
             python: PathBuf::from("python3"),
+            service_token_lifetime: Duration::hours(1),
         }
     }
 }
@@ -255,14 +258,17 @@ impl Server {
             blobs,
             clock.clone(),
         ));
+        let authority = Arc::new(authority);
         let services = Arc::new(mlgate_core::services::Services::new(
             directory.clone(),
             access.clone(),
+            authority.clone(),
             clock.clone(),
-        ));
+            config.service_token_lifetime,
+        )?);
         let resources = Arc::new(Resources::new(directory, access.clone(), clock));
         let state = AppState {
-            authority: Arc::new(authority),
+            authority,
             access,
             resources,
             models,

@@ -13,8 +13,9 @@ use mlgate_core::ids::{
 };
 use mlgate_core::model::{
     AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState, KeyState,
-    ModelVersion, PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord, Service,
-    ServicePrincipal, ServiceState, SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    ModelVersion, PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
+    SealedServiceKeys, Service, ServicePrincipal, ServiceState, SigningKeyRecord, Subscription,
+    Tenant, User, Workspace,
 };
 use mlgate_core::store::{
     Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment, KeyStore, ModelStore,
@@ -34,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_tenant_members.sql")),
     (5, include_str!("../migrations/sqlite/0005_models.sql")),
     (6, include_str!("../migrations/sqlite/0006_services.sql")),
+    (7, include_str!("../migrations/sqlite/0007_service_keys.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -1042,6 +1044,15 @@ impl ResourceStore for SqliteStore {
         row.as_ref().map(ws_from).transpose()
     }
 
+    async fn workspace_by_id(&self, id: WorkspaceId) -> StoreResult<Option<Workspace>> {
+        let row = sqlx::query("SELECT * FROM workspaces WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(ws_from).transpose()
+    }
+
     async fn list_workspaces(
         &self,
         sub: SubscriptionId,
@@ -1518,12 +1529,52 @@ impl ServiceStore for SqliteStore {
     }
 
     async fn delete_service(&self, name: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let done = sqlx::query("DELETE FROM services WHERE name_key = ?")
             .bind(name.to_ascii_lowercase())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM service_keys WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn service_keys(&self, name: &str) -> StoreResult<Option<SealedServiceKeys>> {
+        let row = sqlx::query("SELECT * FROM service_keys WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| -> StoreResult<SealedServiceKeys> {
+            Ok(SealedServiceKeys {
+                primary: r.try_get("primary_sealed").map_err(map_err)?,
+                secondary: r.try_get("secondary_sealed").map_err(map_err)?,
+                updated_at: from_ts(r.try_get("updated_at").map_err(map_err)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_service_keys(&self, name: &str, keys: &SealedServiceKeys) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO service_keys (name_key, primary_sealed, secondary_sealed, updated_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(name.to_ascii_lowercase())
+        .bind(&keys.primary)
+        .bind(&keys.secondary)
+        .bind(ts(keys.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `mlgate group ...` and `mlgate ml workspace ...`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use mlgate_client::models::WorkspaceAddress;
@@ -14,7 +14,11 @@ use crate::cli::{
     WorkspaceCommand,
 };
 use crate::output;
-use mlgate_proto::DeployService;
+use mlgate_client::Client;
+use mlgate_proto::{DeployService, Service};
+
+/// The audience of identity tokens for services with `aad_token` auth.
+const SCORING_RESOURCE: &str = "https://ml.azure.com";
 
 pub async fn group(
     server: Option<String>,
@@ -164,40 +168,12 @@ async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputForma
             Ok(c.delete_model(token, &a, &name, version).await?)
         }
         ModelCommand::Deploy { name, model, inference_config, deployment_config, no_wait, ws } => {
-            let read = |p: &std::path::Path| -> Result<serde_json::Value> {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
-            };
-            let mut ic = read(&inference_config)?;
             let a = address(s, ws)?;
-            // An entry script travels as uploaded content, named by its digest.
-            if let Some(script) = ic
-                .get("entryScript")
-                .or(ic.get("entry_script"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                && ic.get("entryScriptSha256").is_none()
-            {
-                let base = inference_config.parent().unwrap_or(std::path::Path::new("."));
-                let source = ic
-                    .get("sourceDirectory")
-                    .and_then(|v| v.as_str())
-                    .map(|d| base.join(d))
-                    .unwrap_or(base.to_path_buf());
-                let path = source.join(&script);
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("reading the entry script {}", path.display()))?;
-                let sha = c.upload_blob(token, &a, bytes).await?;
-                if let Some(obj) = ic.as_object_mut() {
-                    obj.insert("entryScriptSha256".into(), sha.into());
-                }
-            }
             let req = DeployService {
                 model,
-                inference_config: ic,
+                inference_config: read_inference_config(c, token, &a, &inference_config).await?,
                 deployment_config: match deployment_config {
-                    Some(p) => read(&p)?,
+                    Some(p) => read_json(&p)?,
                     None => serde_json::json!({}),
                 },
             };
@@ -205,24 +181,66 @@ async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputForma
             if no_wait {
                 return output::print(out, &started);
             }
-            // Progress on stderr, as wait_for_deployment(show_output=True) prints it.
-            let done = c
-                .wait_for_deployment(token, &a, &name, std::time::Duration::from_secs(600), |s| {
-                    eprintln!("{} service creation operation: {}", s.name, s.state);
-                })
-                .await?;
-            if done.state != "Healthy" {
-                let logs = c.service_logs(token, &a, &name).await.unwrap_or_default();
-                anyhow::bail!(
-                    "the deployment ended {}: {}\n{}",
-                    done.state,
-                    done.error.unwrap_or_default(),
-                    logs.join("\n")
-                );
-            }
-            output::print(out, &done)
+            output::print(out, &wait(c, token, &a, &name).await?)
         }
     }
+}
+
+fn read_json(p: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
+}
+
+/// Reads `--ic`; an entry script named in it is uploaded and travels as its digest.
+async fn read_inference_config(
+    c: &Client,
+    token: &str,
+    a: &WorkspaceAddress,
+    path: &Path,
+) -> Result<serde_json::Value> {
+    let mut ic = read_json(path)?;
+    if let Some(script) = ic
+        .get("entryScript")
+        .or(ic.get("entry_script"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        && ic.get("entryScriptSha256").is_none()
+    {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let source = ic
+            .get("sourceDirectory")
+            .and_then(|v| v.as_str())
+            .map(|d| base.join(d))
+            .unwrap_or(base.to_path_buf());
+        let script_path = source.join(&script);
+        let bytes = std::fs::read(&script_path)
+            .with_context(|| format!("reading the entry script {}", script_path.display()))?;
+        let sha = c.upload_blob(token, a, bytes).await?;
+        if let Some(obj) = ic.as_object_mut() {
+            obj.insert("entryScriptSha256".into(), sha.into());
+        }
+    }
+    Ok(ic)
+}
+
+/// Waits for a deployment with progress on stderr, as `wait_for_deployment(show_output=True)`
+/// prints it; anything but Healthy is an error with the reason and the logs.
+async fn wait(c: &Client, token: &str, a: &WorkspaceAddress, name: &str) -> Result<Service> {
+    let done = c
+        .wait_for_deployment(token, a, name, std::time::Duration::from_secs(600), |s| {
+            eprintln!("{} service creation operation: {}", s.name, s.state);
+        })
+        .await?;
+    if done.state != "Healthy" {
+        let logs = c.service_logs(token, a, name).await.unwrap_or_default();
+        anyhow::bail!(
+            "the deployment ended {}: {}\n{}",
+            done.state,
+            done.error.unwrap_or_default(),
+            logs.join("\n")
+        );
+    }
+    Ok(done)
 }
 
 async fn service(
@@ -256,7 +274,80 @@ async fn service(
                 serde_json::from_str(&text).context("--input-data is not JSON")?;
             let a = address(s, ws)?;
             let svc = c.service(token, &a, &name).await?;
-            output::print(out, &c.score(&svc.scoring_uri, &body).await?)
+            let uri = &svc.scoring_uri;
+            let answer = match svc.auth_mode.as_str() {
+                "key" => {
+                    let keys = c.service_keys(token, &a, &name).await?;
+                    c.score_with(uri, &keys.primary_key, &body).await?
+                }
+                "token" => {
+                    let t = c.service_token(token, &a, &name).await?;
+                    c.score_with(uri, &t.access_token, &body).await?
+                }
+                "aad_token" => {
+                    let (t, _) = s.token(SCORING_RESOURCE).await?;
+                    s.client.score_with(uri, &t, &body).await?
+                }
+                _ => c.score(uri, &body).await?,
+            };
+            output::print(out, &answer)
+        }
+        ServiceCommand::Update {
+            name,
+            model,
+            inference_config,
+            deployment_config,
+            auth_enabled,
+            token_auth_enabled,
+            no_wait,
+            ws,
+        } => {
+            let a = address(s, ws)?;
+            let current = c.service(token, &a, &name).await?;
+            let mut dc = match deployment_config {
+                Some(p) => read_json(&p)?,
+                None => current.deployment_config,
+            };
+            if let Some(obj) = dc.as_object_mut() {
+                for (flag, names) in [
+                    (auth_enabled, ["auth_enabled", "authEnabled"]),
+                    (token_auth_enabled, ["token_auth_enabled", "tokenAuthEnabled"]),
+                ] {
+                    if let Some(on) = flag {
+                        for n in names {
+                            obj.remove(n);
+                        }
+                        obj.remove("auth_mode");
+                        obj.remove("authMode");
+                        obj.insert(names[0].into(), on.into());
+                    }
+                }
+            }
+            let req = DeployService {
+                model: model.unwrap_or(current.model),
+                inference_config: match inference_config {
+                    Some(p) => read_inference_config(c, token, &a, &p).await?,
+                    None => current.inference_config,
+                },
+                deployment_config: dc,
+            };
+            let updated = c.deploy(token, &a, &name, &req).await?;
+            if no_wait || updated.state == "Healthy" {
+                return output::print(out, &updated);
+            }
+            output::print(out, &wait(c, token, &a, &name).await?)
+        }
+        ServiceCommand::GetKeys { name, ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.service_keys(token, &a, &name).await?)
+        }
+        ServiceCommand::RegenKey { name, key, ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.regenerate_service_key(token, &a, &name, &key).await?)
+        }
+        ServiceCommand::GetToken { name, ws } => {
+            let a = address(s, ws)?;
+            output::print(out, &c.service_token(token, &a, &name).await?)
         }
         ServiceCommand::GetLogs { name, ws } => {
             let a = address(s, ws)?;

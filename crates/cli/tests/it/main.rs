@@ -14,4 +14,5 @@ mod lifecycle;
 mod models;
 mod oauth;
 mod rbac;
+mod service_auth;
 mod services;

@@ -9,12 +9,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Bytes, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::model::{ModelVersion, Service, ServiceState};
 use mlgate_core::models::WorkspaceRef;
 use mlgate_core::principal::Principal;
-use mlgate_core::services::{Runtime, deployment_config, runtime};
+use mlgate_core::services::{
+    AuthMode, ComputeType, KeySlot, Rollout, Runtime, ServiceKeys, deployment_config, runtime,
+};
 use mlgate_proto as proto;
 use mlgate_serving::ServeError;
 use mlgate_serving::onnx::OnnxModel;
@@ -31,12 +33,12 @@ const SCORE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_DEPLOY_BODY: usize = 256 * 1024;
 
 fn json(state: &AppState, s: &Service, ws: WorkspaceRef<'_>) -> proto::Service {
-    let compute = deployment_config(&s.deployment_config)
-        .map(|c| match c.compute_type {
-            mlgate_core::services::ComputeType::Instance => "instance",
-            mlgate_core::services::ComputeType::Cluster => "cluster",
-        })
-        .unwrap_or("instance");
+    let dc = deployment_config(&s.deployment_config).ok();
+    let compute = match dc.as_ref().map(|c| c.compute_type) {
+        Some(ComputeType::Cluster) => "cluster",
+        _ => "instance",
+    };
+    let auth = dc.map_or(AuthMode::None, |c| c.auth);
     proto::Service {
         id: format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/services/{}",
@@ -46,7 +48,10 @@ fn json(state: &AppState, s: &Service, ws: WorkspaceRef<'_>) -> proto::Service {
         state: s.state.as_str().into(),
         model: format!("{}:{}", s.model_name, s.model_version),
         compute_type: compute.into(),
-        scoring_uri: format!("{}/api/v1/service/{}/score", state.public_url, s.name),
+        scoring_uri: state.services.scoring_uri(&s.name),
+        auth_enabled: auth == AuthMode::Key,
+        token_auth_enabled: auth == AuthMode::Token,
+        auth_mode: auth.as_str().into(),
         error: s.error.clone(),
         inference_config: s.inference_config.clone(),
         deployment_config: s.deployment_config.clone(),
@@ -125,9 +130,15 @@ async fn start_python(
         workers: dc.concurrency(),
         log: std::sync::Arc::new(move |line: &str| host.log(&name, line)),
     };
-    let svc = PythonService::start(cfg).await?;
-    state.serving.log(&service.name, format!("{} worker(s) ran init()", dc.concurrency()));
-    state.serving.start_python(&service.name, svc);
+    let mut replicas = Vec::new();
+    for _ in 0..dc.replicas {
+        replicas.push(PythonService::start(cfg.clone()).await?);
+    }
+    state.serving.log(
+        &service.name,
+        format!("{} replica(s) of {} worker(s) ran init()", dc.replicas, dc.concurrency()),
+    );
+    state.serving.start_python(&service.name, replicas);
     Ok(())
 }
 
@@ -141,8 +152,7 @@ async fn start_onnx(state: &AppState, service: &Service, mv: &ModelVersion) -> R
         .or(if mv.files.len() == 1 { mv.files.first() } else { None })
         .ok_or_else(|| "the model has no .onnx file".to_string())?;
     let bytes = state.models.file_bytes(mv, &file.path).await.map_err(|e| e.to_string())?;
-    let concurrency =
-        deployment_config(&service.deployment_config).map(|c| c.concurrency()).unwrap_or(1);
+    let dc = deployment_config(&service.deployment_config).map_err(|e| e.to_string())?;
     let model = tokio::task::spawn_blocking(move || OnnxModel::load(&bytes))
         .await
         .map_err(|e| e.to_string())?
@@ -150,7 +160,11 @@ async fn start_onnx(state: &AppState, service: &Service, mv: &ModelVersion) -> R
     let inputs: Vec<String> =
         model.inputs().iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
     host.log(&name, format!("Loaded {}: inputs {}", file.path, inputs.join(", ")));
-    host.start(&name, model, concurrency);
+    host.log(
+        &name,
+        format!("{} replica(s), {} request(s) at once each", dc.replicas, dc.concurrency()),
+    );
+    host.start(&name, model, dc.concurrency(), dc.replicas as usize);
     Ok(())
 }
 
@@ -164,6 +178,11 @@ pub fn restore(state: AppState) {
                 return;
             }
         };
+        for s in &all {
+            if let Err(e) = state.services.restore_gate(s).await {
+                tracing::error!(service = %s.name, error = %e, "cannot restore the service's authentication");
+            }
+        }
         for s in all.into_iter().filter(|s| s.state != ServiceState::Failed) {
             match state.services.model_of(&s).await {
                 Ok(mv) => start(state.clone(), s, mv).await,
@@ -202,19 +221,59 @@ pub async fn handle(
                 .map_err(|_| ApiError::PayloadTooLarge)?;
             let body: proto::DeployService = serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("The request body is invalid: {e}")))?;
-            let (service, mv) = svc
+            let (service, mv, rollout) = svc
                 .deploy(p, w, seg[1], &body.model, body.inference_config, body.deployment_config)
                 .await?;
-            tracing::info!(service = %service.name, model = %body.model, by = %p.object_id, "deployment requested");
+            tracing::info!(service = %service.name, model = %body.model, by = %p.object_id, ?rollout, "deployment requested");
             let answer = json(state, &service, w);
-            tokio::spawn(start(state.clone(), service, mv));
-            Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+            match rollout {
+                Rollout::Start => {
+                    tokio::spawn(start(state.clone(), service, mv));
+                    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+                }
+                Rollout::AuthOnly => {
+                    state.serving.log(
+                        &service.name,
+                        format!(
+                            "Authentication is now '{}'; the model kept running",
+                            answer.auth_mode
+                        ),
+                    );
+                    Ok(Json(answer).into_response())
+                }
+            }
         }
         (Method::DELETE, 2) => {
             svc.delete(p, w, seg[1]).await?;
             state.serving.stop(seg[1]);
             tracing::info!(service = %seg[1], by = %p.object_id, "service deleted");
             Ok(StatusCode::OK.into_response())
+        }
+        (Method::POST, 3) if seg[2].eq_ignore_ascii_case("listKeys") => {
+            Ok(Json(keys_json(svc.keys(p, w, seg[1]).await?)).into_response())
+        }
+        (Method::POST, 3) if seg[2].eq_ignore_ascii_case("regenerateKeys") => {
+            let bytes: Bytes =
+                to_bytes(req.into_body(), 4096).await.map_err(|_| ApiError::PayloadTooLarge)?;
+            let body: proto::RegenerateKey = serde_json::from_slice(&bytes).map_err(|_| {
+                ApiError::BadRequest(
+                    "The request body must be {\"keyType\": \"Primary\" or \"Secondary\"}.".into(),
+                )
+            })?;
+            let slot: KeySlot = body.key_type.parse()?;
+            let keys = svc.regenerate_key(p, w, seg[1], slot).await?;
+            tracing::info!(service = %seg[1], key = ?slot, by = %p.object_id, "service key regenerated");
+            Ok(Json(keys_json(keys)).into_response())
+        }
+        (Method::POST, 3) if seg[2].eq_ignore_ascii_case("token") => {
+            let t = svc.token(p, w, seg[1]).await?;
+            Ok(Json(proto::ServiceToken {
+                access_token: t.token,
+                token_type: "Bearer".into(),
+                expiry_on: t.expires_on,
+                refresh_after: t.refresh_after,
+            })
+            .into_response())
         }
         (Method::GET, 3) if seg[2].eq_ignore_ascii_case("logs") => {
             svc.get(p, w, seg[1]).await?;
@@ -227,13 +286,20 @@ pub async fn handle(
     }
 }
 
-/// `POST /api/v1/service/{name}/score`. Authentication per service comes with key and token
-/// auth; the request body is read once and handed to the model as parsed JSON.
+fn keys_json(k: ServiceKeys) -> proto::ServiceKeys {
+    proto::ServiceKeys { primary_key: k.primary, secondary_key: k.secondary }
+}
+
+/// `POST /api/v1/service/{name}/score`. The scoring gate decides the `Authorization` header
+/// from memory before the body is read; then the body is read once and handed to the model as
+/// parsed JSON.
 pub async fn score(
     State(state): State<AppState>,
     Path(name): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    state.services.gate().check(&name, authorization).map_err(ApiError::Scoring)?;
     let bytes =
         to_bytes(req.into_body(), MAX_SCORE_BODY).await.map_err(|_| ApiError::PayloadTooLarge)?;
     let request: serde_json::Value = serde_json::from_slice(&bytes)

@@ -115,6 +115,11 @@ impl PythonService {
         });
     }
 
+    /// Whether a request would find a free worker now.
+    pub fn has_capacity(&self) -> bool {
+        self.permits.available_permits() > 0
+    }
+
     /// Runs `run(raw)` on an idle worker.
     pub async fn score(&self, raw: String, timeout: Duration) -> Result<Value, ServeError> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| ServeError::Unknown)?;
