@@ -43,9 +43,21 @@ def main(out, baseline="node"):
         sock = sum(r[3] for r in rows)
         print(f"{s:<14}{len(rows):>7}{rps:>11.0f}{p99:>9.2f}{non200:>9}{sock:>9}{cpu:>10.2f}")
     if baseline in med:
-        for s in (s for s in med if s.startswith("mlgate")):
+        for s in (s for s in med if s.startswith("mlgate") and s != baseline):
             print(f"ratio {s}/{baseline}: req/s x{med[s][0] / med[baseline][0]:.2f}, "
                   f"p99 x{med[s][1] / med[baseline][1]:.2f}")
+    # Rounds run back to back, so pairing each round with the baseline's run of the same round
+    # cancels the machine's drift over the run.
+    rps = {}
+    for f in out.glob("*-r*.txt"):
+        server, r = f.stem.rsplit("-r", 1)
+        rps.setdefault(server, {})[r] = parse(f.read_text())[0]
+    if baseline in rps:
+        for s in (s for s in rps if s != baseline):
+            pairs = [rps[s][r] / rps[baseline][r] for r in rps[s] if r in rps[baseline]]
+            if pairs:
+                print(f"paired ratio {s}/{baseline}: median x{statistics.median(pairs):.3f} over "
+                      f"{len(pairs)} rounds (min {min(pairs):.3f}, max {max(pairs):.3f})")
     print("(medians over rounds; non-200 and socket errors are totals; srv cores = server CPU-s per s)")
     bad = sum(r[2] for rows in runs.values() for r in rows)
     if bad:

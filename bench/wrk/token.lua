@@ -6,6 +6,10 @@ wrk.method = "POST"
 wrk.path = assert(os.getenv("WRK_PATH"), "WRK_PATH is required")
 wrk.body = assert(os.getenv("WRK_BODY"), "WRK_BODY is required")
 wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/x-www-form-urlencoded"
+--   WRK_AUTHORIZATION  an Authorization header value (optional)
+if os.getenv("WRK_AUTHORIZATION") and os.getenv("WRK_AUTHORIZATION") ~= "" then
+  wrk.headers["Authorization"] = os.getenv("WRK_AUTHORIZATION")
+end
 
 local threads = {}
 

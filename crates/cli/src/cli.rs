@@ -410,6 +410,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MLGATE_TOKEN_LIFETIME", default_value_t = 3600,
           value_parser = clap::value_parser!(i64).range(300..=86_400))]
     pub token_lifetime: i64,
+    /// Web-service token lifetime in seconds (`ml service get-token`).
+    #[arg(long, env = "MLGATE_SERVICE_TOKEN_LIFETIME", default_value_t = 3600,
+          value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    pub service_token_lifetime: i64,
+    /// The Python interpreter (or a virtualenv's `bin/python`) that runs entry scripts.
+    #[arg(long, env = "MLGATE_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
     /// Seconds a change to a client made on another node may take to be seen here.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..=300))]
     pub client_cache_ttl: i64,

@@ -68,6 +68,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     config.access_token_lifetime = time::Duration::seconds(args.token_lifetime);
     config.client_cache_ttl = time::Duration::seconds(args.client_cache_ttl);
     config.extra_resources = args.resources;
+    config.service_token_lifetime = time::Duration::seconds(args.service_token_lifetime);
+    config.python = args.python;
 
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
