@@ -3,10 +3,12 @@
 //! - [`onnx`]: ONNX models run in process with tract (pure Rust, from crates.io alone):
 //!   parsed and optimised once at deploy time, then each request is one plan run. JSON in
 //!   (`{"data": [[...]]}` or named inputs), JSON out.
+//! - [`python`]: Azure ML's `score.py` contract in long-lived worker processes.
+//! - [`host`]: the running services of this process: replicas, concurrency permits,
+//!   deadlines, swaps that fail no request, and each service's logs.
 //!
-//! The entry-script (`score.py`) runtime, deployment states and per-service authentication
-//! come next (see the issues); the scoring path is shaped so that a credential check slots in
-//! front of [`onnx::OnnxModel::score`] without copying the request.
+//! Who may score is not this crate's business: the server asks the core's scoring gate first,
+//! and hands the parsed request here.
 
 pub mod host;
 pub mod onnx;

@@ -356,6 +356,51 @@ async fn cluster_defaults_token_auth_modes_and_their_refusals() {
     let admin_ml =
         c.password(&f.s.tenant_id, ADMIN, ADMIN_PASSWORD, ML_SCOPE).await.unwrap().access_token;
     assert_eq!(f.score("aad-svc", Some(&bearer(&admin_ml))).await.0, 200);
+
+    // The same through the CLI: switch tok-svc back to tokens by update, get one, score; then
+    // a new model version.
+    assert!(f.cli(&["login", "-u", ADMIN, "-p", ADMIN_PASSWORD]).await.0);
+    let (ok, svc, err) = f
+        .cli(&[
+            "ml",
+            "service",
+            "update",
+            "-n",
+            "tok-svc",
+            "--auth-enabled",
+            "false",
+            "--token-auth-enabled",
+            "true",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!((svc["authMode"].as_str(), svc["state"].as_str()), (Some("token"), Some("Healthy")));
+    assert_eq!(f.score("tok-svc", Some(&bearer(&keys.primary_key))).await.0, 401);
+    let (ok, t, err) = f.cli(&["ml", "service", "get-token", "-n", "tok-svc"]).await;
+    assert!(ok, "{err}");
+    assert!(t["refreshAfter"].as_i64().unwrap() < t["expiryOn"].as_i64().unwrap());
+    let tok = t["accessToken"].as_str().unwrap();
+    assert_eq!(f.score("tok-svc", Some(&bearer(tok))).await.0, 200);
+    let (ok, scored, err) =
+        f.cli(&["ml", "service", "score", "-n", "tok-svc", "--input-data", INPUT]).await;
+    assert!(ok, "{err}");
+    assert_eq!(scored, json!({"result": [[6.5]]}));
+    let model = f.dir.0.join("v2.onnx");
+    std::fs::write(&model, linear_regression_model(&[vec![10.0], vec![0.0], vec![0.0]], &[0.0]))
+        .unwrap();
+    let (ok, _, err) =
+        f.cli(&["ml", "model", "register", "-n", "linear", "-p", model.to_str().unwrap()]).await;
+    assert!(ok, "{err}");
+    let (ok, svc, err) =
+        f.cli(&["ml", "service", "update", "-n", "tok-svc", "-m", "linear:2"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        (svc["model"].as_str(), svc["authMode"].as_str()),
+        (Some("linear:2"), Some("token"))
+    );
+    assert!(err.contains("tok-svc service creation operation: Healthy"), "{err}");
+    let (status, body) = f.score("tok-svc", Some(&bearer(tok))).await;
+    assert_eq!((status, body), (200, json!({"result": [[10.0]]})), "same token, new model");
 }
 
 #[tokio::test]

@@ -258,6 +258,8 @@ def run(raw_data):
         os._exit(1)
     if data == "boom":
         raise ValueError("boom")
+    if data == "pid":
+        return os.getpid()
     return [sum(c * x for c, x in zip(model["coef"], row)) + model["bias"] for row in data]
 "#;
 
@@ -381,4 +383,48 @@ async fn score_py_entry_scripts_run_in_long_lived_workers() {
     assert!(svc.error.unwrap().contains("Traceback"));
     // The first service kept serving.
     assert_eq!(c.score(&uri, &json!({"data": [[1.0, 1.0]]})).await.unwrap(), json!([3.5]));
+
+    // A cluster: three replicas of one worker each behind the balancer. Requests rotate over
+    // three worker processes; a crash in one replica leaves the other two serving at once.
+    std::fs::write(dir.0.join("score.py"), SCORE_PY).unwrap();
+    std::fs::write(
+        dir.0.join("cluster.json"),
+        r#"{"computeType": "cluster", "replicas": 3, "cpu_cores": 1, "auth_enabled": false}"#,
+    )
+    .unwrap();
+    let cdc = format!("{d}/cluster.json");
+    let out = cli(args(&[
+        "ml",
+        "model",
+        "deploy",
+        "-n",
+        "py-cluster",
+        "-m",
+        "coef:1",
+        "--ic",
+        &ic,
+        "--dc",
+        &cdc,
+        "-w",
+        "serve-ws",
+        "-g",
+        "serve",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let curi = format!("{}/api/v1/service/py-cluster/score", s.url);
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..9 {
+        pids.insert(c.score(&curi, &json!({"data": "pid"})).await.unwrap().as_i64().unwrap());
+    }
+    assert_eq!(pids.len(), 3, "three replicas took turns: {pids:?}");
+    let err = c.score(&curi, &json!({"data": "crash"})).await.unwrap_err();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(503));
+    for _ in 0..6 {
+        assert_eq!(
+            c.score(&curi, &json!({"data": [[1.0, 1.0]]})).await.unwrap(),
+            json!([3.5]),
+            "the other replicas serve while one restarts"
+        );
+    }
 }

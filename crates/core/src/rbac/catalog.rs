@@ -20,8 +20,6 @@ pub const SERVICE_LIST_KEYS: &str =
     "Microsoft.MachineLearningServices/workspaces/services/listKeys/action";
 pub const SERVICE_REGENERATE_KEYS: &str =
     "Microsoft.MachineLearningServices/workspaces/services/regenerateKeys/action";
-pub const SERVICE_TOKEN: &str =
-    "Microsoft.MachineLearningServices/workspaces/services/token/action";
 pub const SERVICE_SCORE: &str =
     "Microsoft.MachineLearningServices/workspaces/services/score/action";
 

@@ -102,13 +102,17 @@ impl PythonService {
         Ok(Self { cfg, idle: Arc::new(Mutex::new(workers)), permits })
     }
 
+    /// Starts a worker in place of a dead one. The dead worker's permit was forgotten, so
+    /// requests wait for (or, across replicas, route around) the missing worker instead of
+    /// failing; the replacement brings the permit back.
     fn replace_in_background(&self) {
-        let (cfg, idle) = (self.cfg.clone(), self.idle.clone());
+        let (cfg, idle, permits) = (self.cfg.clone(), self.idle.clone(), self.permits.clone());
         tokio::spawn(async move {
             match spawn_worker(&cfg).await {
                 Ok(w) => {
                     (cfg.log)("worker restarted");
                     idle.lock().await.push(w);
+                    permits.add_permits(1);
                 }
                 Err(e) => (cfg.log)(&format!("worker restart failed: {e}")),
             }
@@ -156,14 +160,14 @@ impl PythonService {
                 (self.cfg.log)(&format!(
                     "worker exited ({status:?}) while running a request; restarting"
                 ));
-                drop(permit);
+                permit.forget();
                 self.replace_in_background();
                 Err(ServeError::Crashed)
             }
             Err(_) => {
                 let _ = w.child.kill().await;
                 (self.cfg.log)("a request exceeded the timeout; the worker was restarted");
-                drop(permit);
+                permit.forget();
                 self.replace_in_background();
                 Err(ServeError::Timeout)
             }
