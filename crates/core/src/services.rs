@@ -175,7 +175,19 @@ pub enum Runtime {
     Python {
         entry_script: String,
         sha256: String,
+        /// pip requirement specifiers installed into a virtualenv at deploy time.
+        requirements: Vec<String>,
     },
+}
+
+/// A pip requirement as mlgate passes it on: a specifier, URL or path, never an option (no
+/// `--index-url` or `-e` smuggled in), one line, bounded.
+fn valid_requirement(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 300
+        && !r.starts_with('-')
+        && r.chars().all(|c| !c.is_control() && !c.is_whitespace() || c == ' ')
+        && !r.trim().is_empty()
 }
 
 /// Reads the inference configuration (`--ic`): `{"runtime": "onnx"}`, or
@@ -196,13 +208,29 @@ pub fn runtime(v: &Value) -> Result<Runtime, Error> {
             if !name.ends_with(".py") || name.len() > 255 || name.contains('\\') {
                 return Err(bad("entryScript must be a .py file"));
             }
-            let reqs = get(v, &["requirements", "condaDependencies", "pipPackages"]);
-            if reqs.is_some_and(|r| !r.is_null() && r.as_array().is_none_or(|a| !a.is_empty())) {
+            if get(v, &["condaDependencies", "condaFile", "environment"]).is_some() {
                 return Err(bad(
-                    "installing requirements at deploy time is not supported yet; use an interpreter that has them",
+                    "conda environments are not supported; list pip requirements in \"requirements\"",
                 ));
             }
-            Ok(Runtime::Python { entry_script: name.to_string(), sha256: sha.to_ascii_lowercase() })
+            let requirements = match get(v, &["requirements", "pipPackages", "pip_packages"]) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) if items.len() <= 100 => items
+                    .iter()
+                    .map(|i| match i.as_str().map(str::trim) {
+                        Some(r) if valid_requirement(r) => Ok(r.to_string()),
+                        _ => Err(bad(
+                            "each requirement must be a pip specifier, URL or path (no options)",
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(bad("requirements must be a list of at most 100 strings")),
+            };
+            Ok(Runtime::Python {
+                entry_script: name.to_string(),
+                sha256: sha.to_ascii_lowercase(),
+                requirements,
+            })
         }
         (other, _) => Err(bad(&format!(
             "runtime '{other}' is not supported; use \"onnx\" or \"python\" with an entryScript"
@@ -683,7 +711,19 @@ mod tests {
             Ok(Runtime::Python { .. })
         ));
         assert!(runtime(&json!({"entryScript": "score.sh", "entryScriptSha256": sha})).is_err());
-        assert!(runtime(&json!({"entryScript": "score.py", "entryScriptSha256": sha, "requirements": ["numpy"]})).is_err());
+        let reqs = |r: serde_json::Value| {
+            runtime(
+                &json!({"entryScript": "score.py", "entryScriptSha256": sha, "requirements": r}),
+            )
+        };
+        assert!(matches!(
+            reqs(json!(["numpy==2.0", "/opt/wheels/x-1.0-py3-none-any.whl"])),
+            Ok(Runtime::Python { requirements, .. }) if requirements.len() == 2
+        ));
+        assert!(reqs(json!(["--index-url=https://evil"])).is_err(), "no pip options");
+        assert!(reqs(json!(["-e ."])).is_err());
+        assert!(reqs(json!(["numpy\n--pre"])).is_err());
+        assert!(reqs(json!("numpy")).is_err());
         let auth = |v: serde_json::Value| deployment_config(&v).map(|c| c.auth);
         assert_eq!(auth(json!({})).unwrap(), AuthMode::None, "an instance is open by default");
         assert_eq!(auth(json!({"auth_enabled": true})).unwrap(), AuthMode::Key);

@@ -220,6 +220,22 @@ async fn read_inference_config(
             obj.insert("entryScriptSha256".into(), sha.into());
         }
     }
+    // A requirements file travels as its list of requirements.
+    if let Some(obj) = ic.as_object_mut()
+        && let Some(file) = obj.remove("requirementsFile").or(obj.remove("requirements_file"))
+    {
+        let file = file.as_str().context("requirementsFile must be a path")?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let text = std::fs::read_to_string(base.join(file))
+            .with_context(|| format!("reading the requirements file {file}"))?;
+        let reqs: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| l.split(" #").next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.into())
+            .collect();
+        obj.insert("requirements".into(), reqs.into());
+    }
     Ok(ic)
 }
 

@@ -263,6 +263,16 @@ def run(raw_data):
     return [sum(c * x for c, x in zip(model["coef"], row)) + model["bias"] for row in data]
 "#;
 
+/// Writes a minimal wheel (one module, `VALUE = "probe 1.0"`) to argv[1].
+const MAKE_WHEEL: &str = r#"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr("mlgate_probe/__init__.py", 'VALUE = "probe 1.0"\n')
+    z.writestr("mlgate_probe-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: mlgate-probe\nVersion: 1.0\n")
+    z.writestr("mlgate_probe-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: mlgate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr("mlgate_probe-1.0.dist-info/RECORD", "")
+"#;
+
 #[tokio::test]
 async fn score_py_entry_scripts_run_in_long_lived_workers() {
     let s = TestServer::start().await;
@@ -383,6 +393,66 @@ async fn score_py_entry_scripts_run_in_long_lived_workers() {
     assert!(svc.error.unwrap().contains("Traceback"));
     // The first service kept serving.
     assert_eq!(c.score(&uri, &json!({"data": [[1.0, 1.0]]})).await.unwrap(), json!([3.5]));
+
+    // Requirements installed at deploy time into a virtualenv: a wheel made here (so no
+    // network is needed), named in a requirements file next to the inference configuration.
+    let wheel = dir.0.join("mlgate_probe-1.0-py3-none-any.whl");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(MAKE_WHEEL)
+        .arg(&wheel)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(dir.0.join("requirements.txt"), format!("# the probe\n{}\n", wheel.display()))
+        .unwrap();
+    std::fs::write(
+        dir.0.join("score_reqs.py"),
+        "import mlgate_probe\n\ndef init():\n    pass\n\ndef run(raw):\n    return mlgate_probe.VALUE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("ic_reqs.json"),
+        r#"{"runtime": "python", "entryScript": "score_reqs.py", "requirementsFile": "requirements.txt"}"#,
+    )
+    .unwrap();
+    let ic_reqs = format!("{d}/ic_reqs.json");
+    let out = cli(args(&[
+        "ml", "model", "deploy", "-n", "py-reqs", "-m", "coef:1", "--ic", &ic_reqs, "--dc", &dc,
+        "-w", "serve-ws", "-g", "serve",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ruri = format!("{}/api/v1/service/py-reqs/score", s.url);
+    assert_eq!(c.score(&ruri, &json!({})).await.unwrap(), json!("probe 1.0"));
+    let logs = c.service_logs(&admin, &ws, "py-reqs").await.unwrap().join("\n");
+    assert!(logs.contains("Installing 1 requirement(s)"), "{logs}");
+    // A requirement pip cannot install: Failed, with pip's complaint in the logs.
+    std::fs::write(dir.0.join("requirements.txt"), "/nonexistent/nothing-1.0-py3-none-any.whl\n")
+        .unwrap();
+    let out = cli(args(&[
+        "ml",
+        "model",
+        "deploy",
+        "-n",
+        "py-badreqs",
+        "-m",
+        "coef:1",
+        "--ic",
+        &ic_reqs,
+        "--dc",
+        &dc,
+        "-w",
+        "serve-ws",
+        "-g",
+        "serve",
+    ]))
+    .await;
+    assert!(!out.status.success());
+    let svc = c.service(&admin, &ws, "py-badreqs").await.unwrap();
+    assert_eq!(svc.state, "Failed");
+    assert!(svc.error.unwrap().contains("pip install failed"));
+    assert_eq!(c.score(&ruri, &json!({})).await.unwrap(), json!("probe 1.0"), "others serve on");
 
     // A cluster: three replicas of one worker each behind the balancer. Requests rotate over
     // three worker processes; a crash in one replica leaves the other two serving at once.

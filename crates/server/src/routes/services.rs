@@ -66,8 +66,8 @@ pub async fn start(state: AppState, service: Service, mv: ModelVersion) {
     let host = state.serving.clone();
     host.log(&name, format!("Deploying model {}:{}", mv.name, mv.version));
     let result = match runtime(&service.inference_config) {
-        Ok(Runtime::Python { entry_script, sha256 }) => {
-            start_python(&state, &service, &mv, &entry_script, &sha256).await
+        Ok(Runtime::Python { entry_script, sha256, requirements }) => {
+            start_python(&state, &service, &mv, &entry_script, &sha256, &requirements).await
         }
         Ok(Runtime::Onnx) => start_onnx(&state, &service, &mv).await,
         Err(e) => Err(e.to_string()),
@@ -94,6 +94,7 @@ async fn start_python(
     mv: &ModelVersion,
     entry_script: &str,
     sha256: &str,
+    requirements: &[String],
 ) -> Result<(), String> {
     let dir = state
         .data_dir
@@ -121,8 +122,23 @@ async fn start_python(
     let dc = deployment_config(&service.deployment_config).map_err(|e| e.to_string())?;
     let host = state.serving.clone();
     let name = service.name.clone();
+    let python = if requirements.is_empty() {
+        state.python.to_path_buf()
+    } else {
+        let host = state.serving.clone();
+        let name = service.name.clone();
+        let log: mlgate_serving::python::LogSink =
+            std::sync::Arc::new(move |line: &str| host.log(&name, line));
+        mlgate_serving::python::env::ensure_env(
+            &state.python,
+            &state.data_dir.join("envs"),
+            requirements,
+            &log,
+        )
+        .await?
+    };
     let cfg = PythonConfig {
-        python: state.python.to_path_buf(),
+        python,
         worker_script: worker,
         entry_script: entry,
         model_dir,

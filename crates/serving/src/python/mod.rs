@@ -19,6 +19,8 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::host::ServeError;
 
+pub mod env;
+
 /// The worker program, written next to the model when a service starts.
 pub const WORKER_PY: &str = include_str!("worker.py");
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
