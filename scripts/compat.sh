@@ -138,6 +138,33 @@ READER_FIELDS="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); pr
 unset READER_FIELDS
 echo "compat: workspace $WS_ID shared; reader $READER_ID"
 
+# --- the seed's web services: a score.py model deployed on a cluster twice, with key auth (the
+# --- cluster default) and with token auth ---------------------------------------------------
+mkdir -p "$TMP/svc/model"
+echo '{"coef": [1.0, 2.0], "bias": 0.5}' > "$TMP/svc/model/coef.json"
+cat > "$TMP/svc/score.py" <<'PY'
+import json, os
+
+def init():
+    global model
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "coef.json")) as f:
+        model = json.load(f)
+
+def run(raw_data):
+    data = json.loads(raw_data)["data"]
+    return [sum(c * x for c, x in zip(model["coef"], row)) + model["bias"] for row in data]
+PY
+echo '{"runtime": "python", "entryScript": "score.py"}' > "$TMP/svc/ic.json"
+echo '{"computeType": "cluster", "cpu_cores": 1}' > "$TMP/svc/key.json"
+echo '{"computeType": "cluster", "cpu_cores": 1, "token_auth_enabled": true}' > "$TMP/svc/token.json"
+mlgate ml model register -n coef -p "$TMP/svc/model" -w "$WS" -g "$RG" >/dev/null \
+  || { echo "compat: 'mlgate ml model register' failed" >&2; exit 1; }
+for mode in key token; do
+  mlgate ml model deploy -n "compat-$mode" -m coef:1 --ic "$TMP/svc/ic.json" --dc "$TMP/svc/$mode.json" \
+    -w "$WS" -g "$RG" >/dev/null || { echo "compat: 'mlgate ml model deploy' ($mode) failed" >&2; exit 1; }
+done
+echo "compat: services compat-key and compat-token deployed"
+
 # --- a person for the interactive sign-in tests ---------------------------------
 USER_PW="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
 MLGATE_NEW_USER_PASSWORD="$USER_PW" mlgate ad user create --display-name "Dana Scientist" \
