@@ -181,8 +181,20 @@ export MLGATE_URL="$URL" MLGATE_CA="$CA" MLGATE_TENANT_ID="$TENANT_ID" \
   REQUESTS_CA_BUNDLE="$CA" NODE_EXTRA_CA_CERTS="$CA"
 
 py_status=PASS
+export MLGATE_SEEN_SECRETS="$TMP/seen-secrets"
+: > "$MLGATE_SEEN_SECRETS"
 if ! "$ROOT/.deps/venv/bin/python" -m pytest -q -p no:cacheprovider tests/compat/python 2>&1 | redact; then
   py_status=FAIL
+fi
+# No service key or scoring token the tests saw may appear in the server's or the CLI's log.
+if [ ! -s "$MLGATE_SEEN_SECRETS" ]; then
+  echo "compat: the scoring tests recorded no credentials to look for" >&2
+  py_status=FAIL
+elif grep -F -q -f "$MLGATE_SEEN_SECRETS" "$TMP/server.log" "$TMP/cli.log"; then
+  echo "compat: a service key or token appears in a log" >&2
+  py_status=FAIL
+else
+  echo "compat: none of the $(wc -l < "$MLGATE_SEEN_SECRETS") service keys and tokens seen appears in the logs"
 fi
 node_status=PASS
 if ! node --test tests/compat/node/ 2>&1 | redact; then

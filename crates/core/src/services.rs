@@ -177,6 +177,9 @@ pub enum Runtime {
         sha256: String,
         /// pip requirement specifiers installed into a virtualenv at deploy time.
         requirements: Vec<String>,
+        /// An interpreter (or a virtualenv's `bin/python`) for this service instead of the
+        /// server's `--python`.
+        interpreter: Option<String>,
     },
 }
 
@@ -226,10 +229,20 @@ pub fn runtime(v: &Value) -> Result<Runtime, Error> {
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(bad("requirements must be a list of at most 100 strings")),
             };
+            let interpreter = match get(v, &["pythonInterpreter", "python_interpreter", "python"]) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(p))
+                    if p.starts_with('/') && p.len() <= 4096 && !p.contains(char::is_control) =>
+                {
+                    Some(p.clone())
+                }
+                Some(_) => return Err(bad("pythonInterpreter must be an absolute path")),
+            };
             Ok(Runtime::Python {
                 entry_script: name.to_string(),
                 sha256: sha.to_ascii_lowercase(),
                 requirements,
+                interpreter,
             })
         }
         (other, _) => Err(bad(&format!(

@@ -454,6 +454,41 @@ async fn score_py_entry_scripts_run_in_long_lived_workers() {
     assert!(svc.error.unwrap().contains("pip install failed"));
     assert_eq!(c.score(&ruri, &json!({})).await.unwrap(), json!("probe 1.0"), "others serve on");
 
+    // A service's own interpreter, by absolute path; a missing one fails the deployment.
+    std::fs::write(dir.0.join("score.py"), SCORE_PY).unwrap();
+    let exe = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let exe = String::from_utf8(exe.stdout).unwrap().trim().to_string();
+    for (name, interpreter, healthy) in
+        [("py-own", exe.as_str(), true), ("py-noexe", "/nonexistent/bin/python", false)]
+    {
+        let ic = json!({"runtime": "python", "entryScript": "score.py", "pythonInterpreter": interpreter});
+        std::fs::write(dir.0.join("ic_own.json"), ic.to_string()).unwrap();
+        let out = cli(args(&[
+            "ml",
+            "model",
+            "deploy",
+            "-n",
+            name,
+            "-m",
+            "coef:1",
+            "--ic",
+            &format!("{d}/ic_own.json"),
+            "--dc",
+            &dc,
+            "-w",
+            "serve-ws",
+            "-g",
+            "serve",
+        ]))
+        .await;
+        assert_eq!(out.status.success(), healthy, "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let err = c.service(&admin, &ws, "py-noexe").await.unwrap().error.unwrap();
+    assert!(err.contains("/nonexistent/bin/python does not exist"), "{err}");
+
     // A cluster: three replicas of one worker each behind the balancer. Requests rotate over
     // three worker processes; a crash in one replica leaves the other two serving at once.
     std::fs::write(dir.0.join("score.py"), SCORE_PY).unwrap();

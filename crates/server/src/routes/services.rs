@@ -66,8 +66,10 @@ pub async fn start(state: AppState, service: Service, mv: ModelVersion) {
     let host = state.serving.clone();
     host.log(&name, format!("Deploying model {}:{}", mv.name, mv.version));
     let result = match runtime(&service.inference_config) {
-        Ok(Runtime::Python { entry_script, sha256, requirements }) => {
-            start_python(&state, &service, &mv, &entry_script, &sha256, &requirements).await
+        Ok(Runtime::Python { entry_script, sha256, requirements, interpreter }) => {
+            let python = interpreter.map_or(state.python.to_path_buf(), std::path::PathBuf::from);
+            let script = EntryScript { name: &entry_script, sha256: &sha256, python };
+            start_python(&state, &service, &mv, script, &requirements).await
         }
         Ok(Runtime::Onnx) => start_onnx(&state, &service, &mv).await,
         Err(e) => Err(e.to_string()),
@@ -86,16 +88,22 @@ pub async fn start(state: AppState, service: Service, mv: ModelVersion) {
     tracing::info!(service = %name, state = new_state.as_str(), "deployment finished");
 }
 
+struct EntryScript<'a> {
+    name: &'a str,
+    sha256: &'a str,
+    python: std::path::PathBuf,
+}
+
 /// Lays the model's files and the entry script out under the data directory and starts the
 /// workers; `init()`'s traceback becomes the failure reason.
 async fn start_python(
     state: &AppState,
     service: &Service,
     mv: &ModelVersion,
-    entry_script: &str,
-    sha256: &str,
+    script: EntryScript<'_>,
     requirements: &[String],
 ) -> Result<(), String> {
+    let EntryScript { name: entry_script, sha256, python: base_python } = script;
     let dir = state
         .data_dir
         .join("services")
@@ -122,15 +130,18 @@ async fn start_python(
     let dc = deployment_config(&service.deployment_config).map_err(|e| e.to_string())?;
     let host = state.serving.clone();
     let name = service.name.clone();
+    if !tokio::fs::try_exists(&base_python).await.unwrap_or(false) && base_python.is_absolute() {
+        return Err(format!("the interpreter {} does not exist", base_python.display()));
+    }
     let python = if requirements.is_empty() {
-        state.python.to_path_buf()
+        base_python
     } else {
         let host = state.serving.clone();
         let name = service.name.clone();
         let log: mlgate_serving::python::LogSink =
             std::sync::Arc::new(move |line: &str| host.log(&name, line));
         mlgate_serving::python::env::ensure_env(
-            &state.python,
+            &base_python,
             &state.data_dir.join("envs"),
             requirements,
             &log,
