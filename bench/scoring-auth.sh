@@ -13,29 +13,13 @@ ROOT="$(dirname "$BENCH")"
 ROUNDS="${ROUNDS:-3}" CONNS="${CONNS:-32}" DURATION="${DURATION:-10s}" WARMUP="${WARMUP:-3s}"
 INPUTS="${INPUTS:-64}" OUTPUTS="${OUTPUTS:-16}"
 OUT="$BENCH/out/scoring-auth-$(date +%Y%m%d-%H%M%S)"
-TMP="$(mktemp -d)"
 mkdir -p "$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-die() { echo "scoring-auth: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+NAME=scoring-auth
+source "$BENCH/lib/mlgate-model.sh"
 
 "$BENCH/setup.sh" >/dev/null
-(cd "$ROOT" && cargo build --release -q -p mlgate-cli && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
-MLGATE="$ROOT/target/release/mlgate"
-
-PW="$(python3 -c 'import secrets; print("p" + secrets.token_urlsafe(20))')"
-PORT="$(free_port)"
-MLGATE_LOG=warn MLGATE_BOOTSTRAP_PASSWORD="$PW" "$MLGATE" serve --data-dir "$TMP/data" --listen "127.0.0.1:$PORT" --insecure-http >"$OUT/mlgate.log" 2>&1 &
-PIDS+=("$!"); SPID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-export MLGATE_CONFIG_DIR="$TMP/cli" MLGATE_SERVER="http://127.0.0.1:$PORT"
-m() { "$MLGATE" "$@" 2>>"$OUT/cli.log"; }
-m login -u admin@mlgate.local --password="$PW" >/dev/null || die "login failed"
-m group create -n bench >/dev/null && m ml workspace create -w bench-ws -g bench >/dev/null
-m ml model register -n linear -p "$TMP/model.onnx" -w bench-ws -g bench >/dev/null || die "register failed"
-echo '{"runtime": "onnx"}' > "$TMP/ic.json"
+start_mlgate_with_model
+PORT="$MPORT" SPID="$MPID"
 echo '{"computeType": "instance", "cpu_cores": 2}' > "$TMP/none.json"
 echo '{"computeType": "instance", "cpu_cores": 2, "auth_enabled": true}' > "$TMP/key.json"
 echo '{"computeType": "cluster", "cpu_cores": 2, "replicas": 1, "token_auth_enabled": true}' > "$TMP/token.json"

@@ -13,13 +13,9 @@ ROOT="$(dirname "$BENCH")"
 ROUNDS="${ROUNDS:-3}" CONNS="${CONNS:-32}" DURATION="${DURATION:-10s}" WARMUP="${WARMUP:-3s}"
 PY_WORKERS="${PY_WORKERS:-2}" INPUTS="${INPUTS:-64}" OUTPUTS="${OUTPUTS:-16}" INSTANCES="${INSTANCES:-10}"
 OUT="$BENCH/out/scoring-$(date +%Y%m%d-%H%M%S)"
-TMP="$(mktemp -d)"
 mkdir -p "$OUT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
-die() { echo "scoring: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+NAME=scoring
+source "$BENCH/lib/mlgate-model.sh"
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 tree_rss_kb() { local t=0; for p in "$1" $(pgrep -P "$1"); do t=$((t + $(rss_kb "$p"))); done; echo "$t"; }
 
@@ -30,21 +26,9 @@ REQS="onnxruntime==1.32.0 numpy==2.4.6 flask==3.1.3 gunicorn"
 if [ "$(cat "$PYV/.stamp" 2>/dev/null || true)" != "$REQS" ]; then
   python3 -m venv "$PYV" && "$PYV/bin/pip" install -q $REQS && echo "$REQS" > "$PYV/.stamp"
 fi
-(cd "$ROOT" && cargo build --release -q -p mlgate-cli && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
-MLGATE="$ROOT/target/release/mlgate"
 
 # --- mlgate, with the model registered and deployed -------------------------------------
-PW="$(python3 -c 'import secrets; print("p" + secrets.token_urlsafe(20))')"
-MPORT="$(free_port)"
-MLGATE_LOG=warn MLGATE_BOOTSTRAP_PASSWORD="$PW" "$MLGATE" serve --data-dir "$TMP/data" --listen "127.0.0.1:$MPORT" --insecure-http >"$OUT/mlgate.log" 2>&1 &
-MPID=$!; PIDS+=("$MPID")
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$MPORT/readyz" >/dev/null && break; sleep 0.2; done
-export MLGATE_CONFIG_DIR="$TMP/cli" MLGATE_SERVER="http://127.0.0.1:$MPORT"
-m() { "$MLGATE" "$@" 2>>"$OUT/cli.log"; }
-m login -u admin@mlgate.local --password="$PW" >/dev/null || die "login failed"
-m group create -n bench >/dev/null && m ml workspace create -w bench-ws -g bench >/dev/null
-m ml model register -n linear -p "$TMP/model.onnx" -w bench-ws -g bench >/dev/null || die "register failed"
-echo '{"runtime": "onnx"}' > "$TMP/ic.json"
+start_mlgate_with_model
 echo '{"computeType": "instance", "cpu_cores": 2}' > "$TMP/dc.json"
 m ml model deploy -n bench-svc -m linear:1 --ic "$TMP/ic.json" --dc "$TMP/dc.json" -w bench-ws -g bench >/dev/null || die "deploy failed"
 
