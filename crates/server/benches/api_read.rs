@@ -9,13 +9,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
-use std::sync::Arc;
 
-use mlgate_client::Client;
-use mlgate_core::clock::SystemClock;
-use mlgate_server::{Server, ServerConfig, TlsMode};
-
-const PASSWORD: &str = "bench-password-123";
+mod common;
 
 struct Target {
     label: &'static str,
@@ -36,30 +31,8 @@ mod tempdir {
 
 async fn start(label: &'static str, authorization: bool) -> Target {
     let dir = std::env::temp_dir().join(format!("mlgate-bench-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = ServerConfig::new(&dir);
-    config.tls = TlsMode::Disabled;
-    config.bootstrap_password = Some(PASSWORD.into());
-    config.bench_disable_authorization = !authorization;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let server = Server::new(listener, config, Arc::new(SystemClock)).await.expect("server");
-    let url = server.url().to_string();
-    tokio::spawn(server.run(std::future::pending()));
-
-    let c = Client::new(&url, None).expect("client");
-    let t = c
-        .password(
-            "mlgate.local",
-            "admin@mlgate.local",
-            PASSWORD,
-            "https://management.azure.com/.default",
-        )
-        .await
-        .expect("token")
-        .access_token;
-    let sub = c.subscriptions(&t).await.expect("subs")[0].subscription_id.clone();
-    c.put_resource_group(&t, &sub, "bench-rg", None).await.expect("rg");
-    let ws = c.put_workspace(&t, &sub, "bench-rg", "bench-ws", None).await.expect("ws");
+    let b = common::start(&dir, authorization).await;
+    let (url, t, ws) = (b.url, b.token, b.workspace);
     Target {
         label,
         url,

@@ -11,17 +11,13 @@
 // A benchmark stops at the first failure; panicking is its error handling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlgate_client::Client;
 use mlgate_client::models::WorkspaceAddress;
-use mlgate_core::clock::SystemClock;
 use mlgate_proto::DeployService;
-use mlgate_server::{Server, ServerConfig, TlsMode};
 use serde_json::json;
 
-const PASSWORD: &str = "bench-password-123";
+mod common;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -33,30 +29,9 @@ fn main() {
     let per: usize = std::env::var("PER_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let dir = std::env::temp_dir().join(format!("mlgate-bench-gate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let (state, key, token) = rt.block_on(async {
-        let mut config = ServerConfig::new(&dir);
-        config.tls = TlsMode::Disabled;
-        config.bootstrap_password = Some(PASSWORD.into());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let server = Server::new(listener, config, Arc::new(SystemClock)).await.expect("server");
-        let url = server.url().to_string();
-        let state = server.state().clone();
-        tokio::spawn(server.run(std::future::pending()));
-        let c = Client::new(&url, None).expect("client");
-        let t = c
-            .password(
-                "mlgate.local",
-                "admin@mlgate.local",
-                PASSWORD,
-                "https://ml.azure.com/.default",
-            )
-            .await
-            .expect("token")
-            .access_token;
-        let sub = c.subscriptions(&t).await.expect("subs")[0].subscription_id.clone();
-        c.put_resource_group(&t, &sub, "bench-rg", None).await.expect("rg");
-        c.put_workspace(&t, &sub, "bench-rg", "bench-ws", None).await.expect("ws");
+        let b = common::start(&dir, true).await;
+        let (state, c, t, sub) = (b.state, b.client, b.token, b.subscription);
         let ws = WorkspaceAddress {
             subscription_id: sub,
             resource_group: "bench-rg".into(),
