@@ -966,7 +966,22 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn delete_resource_group(&self, sub: SubscriptionId, name: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let services: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM services WHERE workspace_id IN \
+             (SELECT id FROM workspaces WHERE subscription_id = ? AND rg_key = ?)",
+        )
+        .bind(sub.to_string())
+        .bind(name.to_ascii_lowercase())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if services > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the resource group '{name}' still has {services} web service(s) in its \
+                 workspaces; delete them first"
+            )));
+        }
         let done =
             sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
                 .bind(sub.to_string())
@@ -1080,7 +1095,23 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn delete_workspace(&self, sub: SubscriptionId, rg: &str, name: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        // A workspace's running services would go on scoring with no workspace to manage them.
+        let services: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM services WHERE workspace_id IN \
+             (SELECT id FROM workspaces WHERE subscription_id = ? AND rg_key = ? AND name_key = ?)",
+        )
+        .bind(sub.to_string())
+        .bind(rg.to_ascii_lowercase())
+        .bind(name.to_ascii_lowercase())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if services > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the workspace '{name}' still has {services} web service(s); delete them first"
+            )));
+        }
         let done = sqlx::query(
             "DELETE FROM workspaces WHERE subscription_id = ? AND rg_key = ? AND name_key = ?",
         )

@@ -250,6 +250,20 @@ async fn instance_key_auth_the_seed_flow_through_the_cli_and_the_sdk() {
     for k in [&p, &new_primary, &secondary] {
         assert!(!raw.windows(k.len()).any(|w| w == k.as_bytes()), "a key is in the database");
     }
+
+    // A workspace (or its group) with services is not deleted from under them.
+    let c = f.s.client();
+    let sub = &f.ws.subscription_id;
+    let e = c.delete_workspace(&f.admin, sub, "auth", "auth-ws").await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(409), "{e}");
+    assert!(e.to_string().contains("delete them first"), "{e}");
+    let e = c.delete_resource_group(&f.admin, sub, "auth").await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(409), "{e}");
+    for name in ["open-svc", "key-svc", "sdk-svc"] {
+        c.delete_service(&f.admin, &f.ws, name).await.unwrap();
+    }
+    assert_eq!(f.score("key-svc", Some(&bearer(&p))).await.0, 404, "deleted means gone");
+    c.delete_workspace(&f.admin, sub, "auth", "auth-ws").await.unwrap();
 }
 
 #[tokio::test]
