@@ -94,19 +94,7 @@ impl Models {
         caller: &Principal,
         ws: WorkspaceRef<'_>,
     ) -> Result<Workspace, Error> {
-        let store = self.directory.store();
-        let not_found = || {
-            Error::NotFound(format!(
-                "Workspace '{}' could not be found in resource group '{}'.",
-                ws.workspace, ws.resource_group
-            ))
-        };
-        let sub = ws.subscription.parse().map_err(|_| not_found())?;
-        match store.subscription(sub).await? {
-            Some(s) if s.tenant_id == caller.tenant_id => {}
-            _ => return Err(not_found()),
-        }
-        store.workspace(sub, ws.resource_group, ws.workspace).await?.ok_or_else(not_found)
+        caller_workspace(&self.directory, caller, ws).await
     }
 
     /// Stores one file's bytes under their SHA-256, which must be `claimed_sha256`.
@@ -298,6 +286,28 @@ impl Models {
             },
         )
     }
+}
+
+/// The workspace `ws` names, if it lies in a subscription of the caller's tenant; otherwise
+/// the same 404 as a workspace that does not exist.
+pub(crate) async fn caller_workspace(
+    directory: &Directory,
+    caller: &Principal,
+    ws: WorkspaceRef<'_>,
+) -> Result<Workspace, Error> {
+    let store = directory.store();
+    let not_found = || {
+        Error::NotFound(format!(
+            "Workspace '{}' could not be found in resource group '{}'.",
+            ws.workspace, ws.resource_group
+        ))
+    };
+    let sub = ws.subscription.parse().map_err(|_| not_found())?;
+    match store.subscription(sub).await? {
+        Some(s) if s.tenant_id == caller.tenant_id => {}
+        _ => return Err(not_found()),
+    }
+    store.workspace(sub, ws.resource_group, ws.workspace).await?.ok_or_else(not_found)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::directory::Directory;
 use crate::error::Error;
 use crate::model::SealedServiceKeys;
 use crate::model::{ModelVersion, Service, ServiceState, Workspace};
-use crate::models::{WorkspaceRef, valid_model_name};
+use crate::models::{WorkspaceRef, caller_workspace, valid_model_name};
 use crate::principal::Principal;
 use crate::rbac::Scope;
 use crate::rbac::catalog::{
@@ -364,19 +364,7 @@ impl Services {
         caller: &Principal,
         ws: WorkspaceRef<'_>,
     ) -> Result<Workspace, Error> {
-        let store = self.directory.store();
-        let not_found = || {
-            Error::NotFound(format!(
-                "Workspace '{}' could not be found in resource group '{}'.",
-                ws.workspace, ws.resource_group
-            ))
-        };
-        let sub = ws.subscription.parse().map_err(|_| not_found())?;
-        match store.subscription(sub).await? {
-            Some(s) if s.tenant_id == caller.tenant_id => {}
-            _ => return Err(not_found()),
-        }
-        store.workspace(sub, ws.resource_group, ws.workspace).await?.ok_or_else(not_found)
+        caller_workspace(&self.directory, caller, ws).await
     }
 
     /// Creates or updates a service and puts its authentication in force. With
