@@ -89,14 +89,6 @@ impl Models {
         }
     }
 
-    async fn workspace(
-        &self,
-        caller: &Principal,
-        ws: WorkspaceRef<'_>,
-    ) -> Result<Workspace, Error> {
-        caller_workspace(&self.directory, caller, ws).await
-    }
-
     /// Stores one file's bytes under their SHA-256, which must be `claimed_sha256`.
     pub async fn upload_blob(
         &self,
@@ -106,7 +98,7 @@ impl Models {
         bytes: &[u8],
     ) -> Result<(), Error> {
         self.access.authorize(caller, MODEL_WRITE, &Self::scope(ws, None)?)?;
-        self.workspace(caller, ws).await?;
+        caller_workspace(&self.directory, caller, ws).await?;
         let actual = sha256_hex(bytes);
         if actual != claimed_sha256.to_ascii_lowercase() {
             return Err(Error::InvalidInput(format!(
@@ -127,7 +119,7 @@ impl Models {
         files: Vec<ModelFile>,
     ) -> Result<ModelVersion, Error> {
         self.access.authorize(caller, MODEL_WRITE, &Self::scope(ws, Some(name))?)?;
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         if files.is_empty() || files.len() > MAX_FILES {
             return Err(Error::InvalidInput(format!("a model has 1 to {MAX_FILES} files")));
         }
@@ -182,7 +174,7 @@ impl Models {
         ws: WorkspaceRef<'_>,
     ) -> Result<Vec<ModelVersion>, Error> {
         self.access.authorize(caller, MODEL_READ, &Self::scope(ws, None)?)?;
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         Ok(self.directory.store().latest_models(workspace.id).await?)
     }
 
@@ -193,7 +185,7 @@ impl Models {
         name: &str,
     ) -> Result<Vec<ModelVersion>, Error> {
         self.access.authorize(caller, MODEL_READ, &Self::scope(ws, Some(name))?)?;
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         let all = self.directory.store().model_versions(workspace.id, name).await?;
         if all.is_empty() {
             return Err(Error::NotFound(format!("Model '{name}' does not exist.")));
@@ -276,7 +268,7 @@ impl Models {
         version: i64,
     ) -> Result<(), Error> {
         self.access.authorize(caller, MODEL_DELETE, &Self::scope(ws, Some(name))?)?;
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         self.directory.store().delete_model_version(workspace.id, name, version).await.map_err(
             |e| match e {
                 StoreError::NotFound => {

@@ -114,11 +114,6 @@ impl ScoringGate {
             .remove(&service.to_ascii_lowercase());
     }
 
-    /// The mode in force for a service, if it has an entry.
-    pub fn mode(&self, service: &str) -> Option<AuthMode> {
-        self.entry(service).map(|e| e.mode)
-    }
-
     fn entry(&self, service: &str) -> Option<Arc<Entry>> {
         self.entries
             .read()

@@ -359,14 +359,6 @@ impl Services {
         Access::parse_scope(&format!("{}/{child}", base.as_str()))
     }
 
-    async fn workspace(
-        &self,
-        caller: &Principal,
-        ws: WorkspaceRef<'_>,
-    ) -> Result<Workspace, Error> {
-        caller_workspace(&self.directory, caller, ws).await
-    }
-
     /// Creates or updates a service and puts its authentication in force. With
     /// [`Rollout::Start`] the service is Transitioning and the caller starts it; an update that
     /// changes only the authentication mode of a Healthy service keeps it running.
@@ -402,7 +394,7 @@ impl Services {
         )?;
         runtime(&inference_config)?;
         let dc = deployment_config(&deployment_config_json)?;
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         let store = self.directory.store();
         let mv =
             store.model_version(workspace.id, model_name, version).await?.ok_or_else(|| {
@@ -624,7 +616,7 @@ impl Services {
         ws: WorkspaceRef<'_>,
         name: &str,
     ) -> Result<(Service, Workspace), Error> {
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         match self.directory.store().service(name).await? {
             Some(s) if s.workspace_id == workspace.id => Ok((s, workspace)),
             _ => {
@@ -639,7 +631,7 @@ impl Services {
         ws: WorkspaceRef<'_>,
     ) -> Result<Vec<Service>, Error> {
         self.access.authorize(caller, SERVICE_READ, &Self::scope(ws, "")?)?;
-        let workspace = self.workspace(caller, ws).await?;
+        let workspace = caller_workspace(&self.directory, caller, ws).await?;
         Ok(self.directory.store().services(workspace.id).await?)
     }
 

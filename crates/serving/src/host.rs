@@ -95,18 +95,6 @@ impl ServingHost {
         self.logs.lock().unwrap_or_else(|p| p.into_inner()).remove(&name.to_ascii_lowercase());
     }
 
-    /// How many replicas the running service has (0 when it is not running).
-    pub fn replicas(&self, name: &str) -> usize {
-        match self.running.read().unwrap_or_else(|p| p.into_inner()).get(&name.to_ascii_lowercase())
-        {
-            Some(r) => match r.as_ref() {
-                Running::Onnx { replicas, .. } => replicas.len(),
-                Running::Python { replicas, .. } => replicas.len(),
-            },
-            None => 0,
-        }
-    }
-
     pub fn is_running(&self, name: &str) -> bool {
         self.running
             .read()
