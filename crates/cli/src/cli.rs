@@ -417,6 +417,14 @@ pub struct ServeArgs {
     /// The Python interpreter (or a virtualenv's `bin/python`) that runs entry scripts.
     #[arg(long, env = "MLGATE_PYTHON", default_value = "python3")]
     pub python: PathBuf,
+    /// Run entry scripts unconfined when this kernel cannot confine them (no Landlock).
+    /// Not recommended: a deployed score.py could then read this server's keys.
+    #[arg(long, env = "MLGATE_ALLOW_UNCONFINED_ENTRY_SCRIPTS")]
+    pub allow_unconfined_entry_scripts: bool,
+    /// A folder pip may install local wheels from (repeatable); requirements naming a local
+    /// file elsewhere fail.
+    #[arg(long = "wheelhouse")]
+    pub wheelhouses: Vec<PathBuf>,
     /// Seconds a change to a client made on another node may take to be seen here.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(0..=300))]
     pub client_cache_ttl: i64,

@@ -16,6 +16,13 @@ mod serve;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // `mlgate sandbox-exec ...` (internal: how the server starts entry scripts) confines this
+    // process and execs the program; it must run before any thread starts.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == "sandbox-exec") {
+        let code = mlgate_serving::sandbox::main(&raw[2..]);
+        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -70,6 +70,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     config.extra_resources = args.resources;
     config.service_token_lifetime = time::Duration::seconds(args.service_token_lifetime);
     config.python = args.python;
+    config.allow_unconfined_entry_scripts = args.allow_unconfined_entry_scripts;
+    config.wheelhouses = args.wheelhouses;
+    // Entry scripts are confined by this same binary's `sandbox-exec`.
+    config.sandbox_launcher = std::env::current_exe().ok();
 
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;

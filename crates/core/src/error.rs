@@ -11,6 +11,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     InvalidInput(String),
+    /// The request carries more than the operation accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),

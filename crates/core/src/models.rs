@@ -15,7 +15,7 @@ use crate::rbac::Scope;
 use crate::rbac::catalog::{MODEL_DELETE, MODEL_READ, MODEL_WRITE};
 use crate::resources::{valid_workspace_name, workspace_scope};
 use crate::secrets::sha256;
-use crate::store::{BlobStore, StoreError};
+use crate::store::{BlobReader, BlobStore, BlobWrite, StoreError};
 
 /// Where a model lives: subscription, resource group, workspace (as the caller named them).
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +26,8 @@ pub struct WorkspaceRef<'a> {
 }
 
 const MAX_FILES: usize = 10_000;
+/// The largest single model file accepted.
+pub const MAX_BLOB: u64 = 1024 * 1024 * 1024;
 
 /// Model names as Azure ML allows them: letters, digits, `-`, `_` and `.`, up to 255.
 pub fn valid_model_name(name: &str) -> bool {
@@ -90,22 +92,35 @@ impl Models {
     }
 
     /// Stores one file's bytes under their SHA-256, which must be `claimed_sha256`.
+    /// Streams one file in under its SHA-256 (named in the URL): authorized before a byte is
+    /// read, hashed while written to disk, kept only if the digest matches; at most
+    /// [`MAX_BLOB`] bytes.
     pub async fn upload_blob(
         &self,
         caller: &Principal,
         ws: WorkspaceRef<'_>,
         claimed_sha256: &str,
-        bytes: &[u8],
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
     ) -> Result<(), Error> {
         self.access.authorize(caller, MODEL_WRITE, &Self::scope(ws, None)?)?;
         caller_workspace(&self.directory, caller, ws).await?;
-        let actual = sha256_hex(bytes);
-        if actual != claimed_sha256.to_ascii_lowercase() {
+        let claimed = claimed_sha256.to_ascii_lowercase();
+        if claimed.len() != 64 || !claimed.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidInput(format!(
-                "the body's SHA-256 is {actual}, not the {claimed_sha256} named in the URL"
+                "'{}' is not a SHA-256 in hex",
+                claimed.chars().take(80).collect::<String>()
             )));
         }
-        Ok(self.blobs.put_blob(&actual, bytes).await?)
+        match self.blobs.write_blob(&claimed, body, MAX_BLOB).await? {
+            BlobWrite::Stored => Ok(()),
+            BlobWrite::TooLarge => Err(Error::TooLarge(format!(
+                "A model file may hold at most {} MiB.",
+                MAX_BLOB / (1024 * 1024)
+            ))),
+            BlobWrite::Mismatch { actual } => Err(Error::InvalidInput(format!(
+                "the body's SHA-256 is {actual}, not the {claimed} named in the URL"
+            ))),
+        }
     }
 
     /// Registers the next version of a model from files already uploaded.
@@ -222,20 +237,37 @@ impl Models {
         name: &str,
         version: Option<i64>,
         path: &str,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(BlobReader, u64), Error> {
         let m = self.get(caller, ws, name, version).await?;
         let f = m.files.iter().find(|f| f.path == path).ok_or_else(|| {
             Error::NotFound(format!("Model '{name}' version {} has no file '{path}'.", m.version))
         })?;
-        let bytes = self
+        self.blobs
+            .open_blob(&f.sha256)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("blob {} is missing", f.sha256)))
+    }
+
+    /// Copies one file of a version to `dest`, streaming (authorization was checked when the
+    /// deployment was requested).
+    pub async fn copy_file(
+        &self,
+        m: &ModelVersion,
+        path: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), Error> {
+        let f = m.files.iter().find(|f| f.path == path).ok_or_else(|| {
+            Error::NotFound(format!("no file '{path}' in {}:{}", m.name, m.version))
+        })?;
+        let (mut reader, _) = self
             .blobs
-            .get_blob(&f.sha256)
+            .open_blob(&f.sha256)
             .await?
             .ok_or_else(|| Error::Internal(format!("blob {} is missing", f.sha256)))?;
-        if sha256_hex(&bytes) != f.sha256 {
-            return Err(Error::Internal(format!("blob {} is corrupt", f.sha256)));
-        }
-        Ok(bytes)
+        let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
+        let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
+        tokio::io::copy(&mut reader, &mut out).await.map_err(io)?;
+        Ok(())
     }
 
     /// The bytes of one file of a version, for the deployer (authorization was checked when

@@ -66,6 +66,10 @@ pub struct DeploymentConfig {
     pub memory_gb: f64,
     pub replicas: u32,
     pub auth: AuthMode,
+    /// How long a request may wait for a free worker before 503 (Azure's `maxQueueWaitMs`).
+    pub max_queue_wait_ms: u64,
+    /// How long one scoring request may run (Azure's `scoringTimeoutMs`).
+    pub scoring_timeout_ms: u64,
 }
 
 impl DeploymentConfig {
@@ -165,7 +169,27 @@ pub fn deployment_config(v: &Value) -> Result<DeploymentConfig, Error> {
         ));
     }
     let auth = auth_mode(v, compute_type).map_err(bad)?;
-    Ok(DeploymentConfig { compute_type, cpu_cores, memory_gb, replicas, auth })
+    let millis = |names: &[&str], default: u64, max: u64| -> Result<u64, Error> {
+        match get(v, names) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => match x.as_u64() {
+                Some(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(bad(format!("{} must be 1 to {max} milliseconds", names[0]))),
+            },
+        }
+    };
+    let max_queue_wait_ms =
+        millis(&["maxQueueWaitMs", "max_queue_wait_ms", "max_request_wait_time"], 500, 60_000)?;
+    let scoring_timeout_ms = millis(&["scoringTimeoutMs", "scoring_timeout_ms"], 60_000, 300_000)?;
+    Ok(DeploymentConfig {
+        compute_type,
+        cpu_cores,
+        memory_gb,
+        replicas,
+        auth,
+        max_queue_wait_ms,
+        scoring_timeout_ms,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +204,47 @@ pub enum Runtime {
         /// An interpreter (or a virtualenv's `bin/python`) for this service instead of the
         /// server's `--python`.
         interpreter: Option<String>,
+        /// Variables the deployment declares for its workers (Azure's
+        /// `environment_variables`); the only ones beyond the entry-script contract's.
+        environment: Vec<(String, String)>,
     },
+}
+
+/// Variables the server sets for every entry-script worker; a deployment cannot override them.
+pub const RESERVED_VARIABLES: &[&str] =
+    &["AZUREML_MODEL_DIR", "PATH", "HOME", "TMPDIR", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE"];
+
+fn environment(v: Option<&Value>) -> Result<Vec<(String, String)>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let map = v.as_object().ok_or("environmentVariables must be an object of strings")?;
+    if map.len() > 100 {
+        return Err("environmentVariables: at most 100 variables".into());
+    }
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let valid_name = !k.is_empty()
+            && k.len() <= 128
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(format!("environmentVariables: '{}' is not a variable name", truncate(k)));
+        }
+        if RESERVED_VARIABLES.iter().any(|r| r.eq_ignore_ascii_case(k)) || k.starts_with("MLGATE_")
+        {
+            return Err(format!("environmentVariables: {k} is set by the server"));
+        }
+        let value =
+            v.as_str().ok_or_else(|| format!("environmentVariables: {k} must be a string"))?;
+        if value.len() > 32 * 1024 || value.contains('\0') {
+            return Err(format!("environmentVariables: {k} is too long or holds a NUL"));
+        }
+        out.push((k.clone(), value.to_string()));
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// A pip requirement as mlgate passes it on: a specifier, URL or path, never an option (no
@@ -238,11 +302,15 @@ pub fn runtime(v: &Value) -> Result<Runtime, Error> {
                 }
                 Some(_) => return Err(bad("pythonInterpreter must be an absolute path")),
             };
+            let environment =
+                environment(get(v, &["environmentVariables", "environment_variables"]))
+                    .map_err(|e| bad(&e))?;
             Ok(Runtime::Python {
                 entry_script: name.to_string(),
                 sha256: sha.to_ascii_lowercase(),
                 requirements,
                 interpreter,
+                environment,
             })
         }
         (other, _) => Err(bad(&format!(
@@ -685,6 +753,44 @@ impl Services {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn queue_and_timeout_limits_and_declared_variables() {
+        let c = deployment_config(&json!({})).unwrap();
+        assert_eq!((c.max_queue_wait_ms, c.scoring_timeout_ms), (500, 60_000), "Azure's defaults");
+        let c =
+            deployment_config(&json!({"maxQueueWaitMs": 2000, "scoringTimeoutMs": 5000})).unwrap();
+        assert_eq!((c.max_queue_wait_ms, c.scoring_timeout_ms), (2000, 5000));
+        for bad in [
+            json!({"maxQueueWaitMs": 0}),
+            json!({"maxQueueWaitMs": 600_000}),
+            json!({
+                "scoringTimeoutMs": "soon"
+            }),
+        ] {
+            assert!(deployment_config(&bad).is_err(), "{bad}");
+        }
+        let sha = "a".repeat(64);
+        let ic = |env: serde_json::Value| {
+            runtime(&json!({"entryScript": "score.py", "entryScriptSha256": sha,
+                            "environmentVariables": env}))
+        };
+        match ic(json!({"GREETING": "hi", "_X1": ""})).unwrap() {
+            Runtime::Python { environment, .. } => assert_eq!(environment.len(), 2),
+            Runtime::Onnx => panic!("python expected"),
+        }
+        for bad in [
+            json!({"PATH": "/evil"}),
+            json!({"azureml_model_dir": "/"}),
+            json!({"MLGATE_X": "1"}),
+            json!({"1ABC": "x"}),
+            json!({"A-B": "x"}),
+            json!({"A": 1}),
+            json!(["A=1"]),
+        ] {
+            assert!(ic(bad.clone()).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn configurations_are_read_and_checked() {

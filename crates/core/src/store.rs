@@ -282,8 +282,33 @@ pub trait ServiceStore: Send + Sync {
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` under their SHA-256 (hex), which the caller has verified.
     async fn put_blob(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// Streams a blob in: written to a temporary file while its SHA-256 is computed, and kept
+    /// under `sha256` only if that is its digest and at most `max` bytes arrived. Memory
+    /// stays bounded whatever the size.
+    async fn write_blob(
+        &self,
+        sha256: &str,
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+        max: u64,
+    ) -> StoreResult<BlobWrite>;
     async fn get_blob(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// A blob as a stream, and its size. The stream fails at its end if the content on disk
+    /// no longer has the digest it is stored under.
+    async fn open_blob(&self, sha256: &str) -> StoreResult<Option<(BlobReader, u64)>>;
     async fn has_blob(&self, sha256: &str) -> StoreResult<bool>;
+}
+
+pub type BlobReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// How a streamed blob ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobWrite {
+    Stored,
+    TooLarge,
+    /// The content's digest is not the one it was sent under.
+    Mismatch {
+        actual: String,
+    },
 }
 
 /// Everything the server needs from storage.

@@ -93,18 +93,18 @@ fn main() {
         let t = Instant::now();
         rt.block_on(async {
             for _ in 0..n {
-                let v = state
-                    .serving
-                    .score("svc-none", input.clone(), Duration::from_secs(10))
-                    .await
-                    .expect("score");
+                let admitted = state.serving.admit("svc-none").expect("admitted");
+                let v = state.serving.score(admitted, input.clone()).await.expect("score");
                 std::hint::black_box(v);
             }
         });
         scores.push(t.elapsed().as_nanos() as f64 / n as f64);
     }
     let score = median(scores);
-    println!("scoring the model (ServingHost::score, 64->16, one row): {:>9.0} ns/request", score);
+    println!(
+        "scoring the model (ServingHost::admit + score, 64->16, one row): {:>9.0} ns/request",
+        score
+    );
     for (i, (label, _, _)) in cases.iter().enumerate() {
         let c = median(checks[i].clone());
         println!(

@@ -28,6 +28,8 @@ pub enum ApiError {
     BadRequest(String),
     PayloadTooLarge,
     MethodNotAllowed,
+    /// Too much at once: 503 with `Retry-After`.
+    Busy(String),
 }
 
 impl From<mlgate_core::Error> for ApiError {
@@ -102,6 +104,11 @@ impl IntoResponse for ApiError {
                 codes::METHOD_NOT_ALLOWED,
                 "This method is not allowed on this resource.".into(),
             ),
+            ApiError::Busy(m) => {
+                let mut resp = body(StatusCode::SERVICE_UNAVAILABLE, codes::SERVICE_UNAVAILABLE, m);
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
             ApiError::PayloadTooLarge => body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 codes::PAYLOAD_TOO_LARGE,
@@ -111,6 +118,9 @@ impl IntoResponse for ApiError {
             ApiError::Core(E::Conflict(m)) => body(StatusCode::CONFLICT, codes::CONFLICT, m),
             ApiError::Core(E::InvalidInput(m)) => {
                 body(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m)
+            }
+            ApiError::Core(E::TooLarge(m)) => {
+                body(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, m)
             }
             ApiError::Core(E::Forbidden(m)) => {
                 body(StatusCode::FORBIDDEN, codes::AUTHORIZATION_FAILED, m)

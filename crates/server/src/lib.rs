@@ -9,6 +9,8 @@
 //! in one process on ephemeral ports.
 
 pub mod auth;
+pub mod deployments;
+pub mod drain;
 pub mod error;
 pub mod routes;
 pub mod state;
@@ -69,6 +71,13 @@ pub struct ServerConfig {
     pub extra_resources: Vec<String>,
     /// The Python interpreter (or virtualenv's) that runs `score.py` entry scripts.
     pub python: PathBuf,
+    /// The `mlgate` binary whose `sandbox-exec` confines entry scripts; `None`: entry scripts
+    /// cannot run unless `allow_unconfined_entry_scripts`.
+    pub sandbox_launcher: Option<PathBuf>,
+    /// Run entry scripts unconfined where confinement is unavailable (an explicit opt-out).
+    pub allow_unconfined_entry_scripts: bool,
+    /// Folders pip may install local wheels from.
+    pub wheelhouses: Vec<PathBuf>,
     /// Lifetime of web-service tokens (`ml service get-token`).
     pub service_token_lifetime: Duration,
     /// Benchmarks set this to measure what authorization costs; the binary never does.
@@ -92,6 +101,9 @@ impl ServerConfig {
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
             python: PathBuf::from("python3"),
+            sandbox_launcher: None,
+            allow_unconfined_entry_scripts: false,
+            wheelhouses: Vec::new(),
             service_token_lifetime: Duration::hours(1),
         }
     }
@@ -267,15 +279,52 @@ impl Server {
             config.service_token_lifetime,
         )?);
         let resources = Arc::new(Resources::new(directory, access.clone(), clock));
+        let sandbox = mlgate_serving::sandbox::Sandbox::probe(
+            config.sandbox_launcher.as_deref(),
+            config.allow_unconfined_entry_scripts,
+        )
+        .await;
+        match &sandbox {
+            mlgate_serving::sandbox::Sandbox::Confined { .. } => {
+                tracing::info!("entry scripts run confined (Landlock, no capabilities)")
+            }
+            mlgate_serving::sandbox::Sandbox::Unconfined => tracing::warn!(
+                "entry scripts run UNCONFINED (--allow-unconfined-entry-scripts): a deployed \
+                 score.py can read this server's keys"
+            ),
+            mlgate_serving::sandbox::Sandbox::Unavailable { reason } => {
+                tracing::warn!(%reason, "entry-script services cannot run")
+            }
+        }
+        let serving = Arc::new(mlgate_serving::ServingHost::new());
+        let mut protected = Vec::new();
+        if let TlsMode::Files { cert, key } = &config.tls {
+            protected.push(cert.clone());
+            protected.push(key.clone());
+        }
+        let deployer = Arc::new(
+            deployments::Deployer::new(
+                services.clone(),
+                models.clone(),
+                serving.clone(),
+                Arc::new(sandbox),
+                deployments::DeployerConfig {
+                    data_dir: config.data_dir.clone(),
+                    python: config.python.clone(),
+                    protected,
+                    wheelhouses: config.wheelhouses.clone(),
+                },
+            )
+            .context("creating the folder entry scripts run in")?,
+        );
         let state = AppState {
             authority,
             access,
             resources,
             models,
             services,
-            serving: Arc::new(mlgate_serving::ServingHost::new()),
-            data_dir: Arc::from(config.data_dir.as_path()),
-            python: Arc::from(config.python.as_path()),
+            serving,
+            deployer,
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),
@@ -321,7 +370,7 @@ impl Server {
             h.graceful_shutdown(Some(StdDuration::from_secs(10)));
         });
         // Services deployed before a restart start again.
-        routes::services::restore(self.state.clone());
+        self.state.deployer.restore();
         let authority = self.state.authority.clone();
         let every = self.key_reload_interval;
         let reloader = tokio::spawn(async move {

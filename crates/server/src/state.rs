@@ -20,10 +20,8 @@ pub struct AppState {
     pub services: Arc<Services>,
     /// The services running in this process.
     pub serving: Arc<ServingHost>,
-    /// Where services' files are laid out for their workers.
-    pub data_dir: Arc<std::path::Path>,
-    /// The interpreter that runs entry scripts.
-    pub python: Arc<std::path::Path>,
+    /// Starts, restores and stops them.
+    pub deployer: Arc<crate::deployments::Deployer>,
     pub store: Arc<dyn Store>,
     /// `https://host:port`, no trailing slash.
     pub public_url: Arc<str>,

@@ -11,6 +11,11 @@
 //! An update replaces a service's model atomically: requests already running finish on the
 //! model they started with (they hold an `Arc` to it), the next ones get the new model, so an
 //! update fails no request.
+//!
+//! What a service may hold is bounded: [`ServingHost::admit`] lets at most
+//! `running + queued` requests in (the rest get [`ServeError::Busy`] before their body is even
+//! read), a queued request waits at most the service's `max_queue_wait` for a worker (then
+//! Busy), and a running one at most its `timeout`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::onnx::{OnnxModel, ScoreError};
 use crate::python::PythonService;
@@ -38,11 +43,59 @@ pub enum ServeError {
     /// The worker serving the request died; it is being replaced.
     #[error("the service's worker crashed while handling the request; retry")]
     Crashed,
+    /// Every worker is busy and the queue is full, or the wait for a worker ran out.
+    #[error("the service is busy: {0}")]
+    Busy(&'static str),
 }
 
-enum Running {
-    Onnx { model: Arc<OnnxModel>, replicas: Vec<Arc<Semaphore>>, next: AtomicUsize },
-    Python { replicas: Vec<Arc<PythonService>>, next: AtomicUsize },
+/// How long requests may wait and run, and how many may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest wait for a free worker (Azure's `maxQueueWaitMs`).
+    pub queue_wait: Duration,
+    /// The longest a request may run (Azure's `scoringTimeoutMs`).
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { queue_wait: Duration::from_millis(500), timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Requests that may wait for a worker, per worker slot; at least [`MIN_QUEUE`].
+pub const QUEUE_PER_SLOT: usize = 4;
+pub const MIN_QUEUE: usize = 16;
+
+enum Models {
+    Onnx { model: Arc<OnnxModel>, replicas: Vec<Arc<Semaphore>> },
+    Python { replicas: Vec<Arc<PythonService>> },
+}
+
+struct Running {
+    models: Models,
+    next: AtomicUsize,
+    limits: Limits,
+    /// Requests in the service (running or waiting): its permits bound what it holds.
+    admission: Arc<Semaphore>,
+}
+
+impl Running {
+    fn new(models: Models, slots: usize, limits: Limits) -> Self {
+        let queue = (slots * QUEUE_PER_SLOT).max(MIN_QUEUE);
+        Self {
+            models,
+            next: AtomicUsize::new(0),
+            limits,
+            admission: Arc::new(Semaphore::new(slots + queue)),
+        }
+    }
+}
+
+/// A request let into a service: holds its place until dropped.
+pub struct Admission {
+    running: Arc<Running>,
+    _place: OwnedSemaphorePermit,
 }
 
 /// Round robin from `next`, preferring the first replica that has capacity now.
@@ -64,14 +117,20 @@ impl ServingHost {
 
     /// Starts (or replaces) a service's model on `replicas` replicas, each allowing
     /// `concurrency` requests at once.
-    pub fn start(&self, name: &str, model: OnnxModel, concurrency: usize, replicas: usize) {
-        let r = Arc::new(Running::Onnx {
+    pub fn start(
+        &self,
+        name: &str,
+        model: OnnxModel,
+        concurrency: usize,
+        replicas: usize,
+        limits: Limits,
+    ) {
+        let (concurrency, replicas) = (concurrency.max(1), replicas.max(1));
+        let models = Models::Onnx {
             model: Arc::new(model),
-            replicas: (0..replicas.max(1))
-                .map(|_| Arc::new(Semaphore::new(concurrency.max(1))))
-                .collect(),
-            next: AtomicUsize::new(0),
-        });
+            replicas: (0..replicas).map(|_| Arc::new(Semaphore::new(concurrency))).collect(),
+        };
+        let r = Arc::new(Running::new(models, concurrency * replicas, limits));
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -79,11 +138,10 @@ impl ServingHost {
     }
 
     /// Starts (or replaces) a service run by entry-script workers, one set per replica.
-    pub fn start_python(&self, name: &str, replicas: Vec<PythonService>) {
-        let r = Arc::new(Running::Python {
-            replicas: replicas.into_iter().map(Arc::new).collect(),
-            next: AtomicUsize::new(0),
-        });
+    pub fn start_python(&self, name: &str, replicas: Vec<PythonService>, limits: Limits) {
+        let slots = replicas.iter().map(PythonService::workers).sum::<usize>().max(1);
+        let models = Models::Python { replicas: replicas.into_iter().map(Arc::new).collect() };
+        let r = Arc::new(Running::new(models, slots, limits));
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -131,13 +189,9 @@ impl ServingHost {
             .unwrap_or_default()
     }
 
-    /// Scores `request` on the named service.
-    pub async fn score(
-        &self,
-        name: &str,
-        request: Value,
-        timeout: Duration,
-    ) -> Result<Value, ServeError> {
+    /// Lets a request into the named service, or refuses it at once: unknown, or every
+    /// worker busy and the queue full. Call it before reading the request's body.
+    pub fn admit(&self, name: &str) -> Result<Admission, ServeError> {
         let running = self
             .running
             .read()
@@ -145,28 +199,48 @@ impl ServingHost {
             .get(&name.to_ascii_lowercase())
             .cloned()
             .ok_or(ServeError::Unknown)?;
-        let (model, permits) = match running.as_ref() {
-            Running::Python { replicas, next } => {
-                let i = pick(replicas.len(), next, |i| replicas[i].has_capacity());
+        let place = running
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ServeError::Busy("its queue is full"))?;
+        Ok(Admission { running, _place: place })
+    }
+
+    /// Scores `request` on the service it was admitted to.
+    pub async fn score(&self, admitted: Admission, request: Value) -> Result<Value, ServeError> {
+        let running = &admitted.running;
+        let Limits { queue_wait, timeout } = running.limits;
+        let (model, permits) = match &running.models {
+            Models::Python { replicas } => {
+                let i = pick(replicas.len(), &running.next, |i| replicas[i].has_capacity());
                 let replica = replicas.get(i).ok_or(ServeError::Unknown)?;
-                return replica.score(request.to_string(), timeout).await;
+                return replica.score(request.to_string(), queue_wait, timeout).await;
             }
-            Running::Onnx { model, replicas, next } => {
-                let i = pick(replicas.len(), next, |i| replicas[i].available_permits() > 0);
+            Models::Onnx { model, replicas } => {
+                let i =
+                    pick(replicas.len(), &running.next, |i| replicas[i].available_permits() > 0);
                 (model.clone(), replicas.get(i).ok_or(ServeError::Unknown)?.clone())
             }
         };
-        let work = async {
-            let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Unknown)?;
-            tokio::task::spawn_blocking(move || model.score(&request))
-                .await
-                .map_err(|e| ServeError::Runtime(e.to_string()))?
-                .map_err(|e| match e {
-                    ScoreError::BadInput(m) => ServeError::BadInput(m),
-                    ScoreError::Runtime(m) => ServeError::Runtime(m),
-                })
-        };
-        tokio::time::timeout(timeout, work).await.map_err(|_| ServeError::Timeout)?
+        let permit = tokio::time::timeout(queue_wait, permits.acquire_owned())
+            .await
+            .map_err(|_| ServeError::Busy("no worker became free in time"))?
+            .map_err(|_| ServeError::Unknown)?;
+        // The permit stays with the work: a request past its deadline still occupies its
+        // worker thread until it ends, and must still count.
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            model.score(&request)
+        });
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| ServeError::Timeout)?
+            .map_err(|e| ServeError::Runtime(e.to_string()))?
+            .map_err(|e| match e {
+                ScoreError::BadInput(m) => ServeError::BadInput(m),
+                ScoreError::Runtime(m) => ServeError::Runtime(m),
+            })
     }
 }
 

@@ -4,6 +4,8 @@
 //!   parsed and optimised once at deploy time, then each request is one plan run. JSON in
 //!   (`{"data": [[...]]}` or named inputs), JSON out.
 //! - [`python`]: Azure ML's `score.py` contract in long-lived worker processes.
+//! - [`sandbox`]: the confinement entry scripts and pip run in (Landlock, no capabilities,
+//!   a cleared environment), and the `mlgate sandbox-exec` launcher that applies it.
 //! - [`host`]: the running services of this process: replicas, concurrency permits,
 //!   deadlines, swaps that fail no request, and each service's logs.
 //!
@@ -13,5 +15,6 @@
 pub mod host;
 pub mod onnx;
 pub mod python;
+pub mod sandbox;
 
 pub use host::{ServeError, ServingHost};

@@ -2,9 +2,13 @@
 //! a temporary file renamed into place, so a reader never sees half a blob.
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use mlgate_core::store::{BlobStore, StoreError, StoreResult};
+use aws_lc_rs::digest;
+use mlgate_core::store::{BlobReader, BlobStore, BlobWrite, StoreError, StoreResult};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
 #[derive(Debug, Clone)]
 pub struct FileBlobStore {
@@ -32,6 +36,41 @@ fn io(e: std::io::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn hex(d: digest::Digest) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes what it reads; at the end of the file, fails unless the digest is the expected one.
+struct Verifying<R> {
+    inner: R,
+    ctx: Option<digest::Context>,
+    expected: String,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Verifying<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let read = &buf.filled()[before..];
+            if read.is_empty() {
+                if let Some(ctx) = self.ctx.take()
+                    && hex(ctx.finish()) != self.expected
+                {
+                    return Poll::Ready(Err(std::io::Error::other("the blob is corrupt")));
+                }
+            } else if let Some(ctx) = self.ctx.as_mut() {
+                ctx.update(read);
+            }
+        }
+        polled
+    }
+}
+
 #[async_trait]
 impl BlobStore for FileBlobStore {
     async fn put_blob(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
@@ -47,6 +86,64 @@ impl BlobStore for FileBlobStore {
         Ok(())
     }
 
+    async fn write_blob(
+        &self,
+        sha256: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        max: u64,
+    ) -> StoreResult<BlobWrite> {
+        let path = self.path(sha256)?;
+        let dir = path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        let tmp = dir.join(format!(".{sha256}.{}", uuid::Uuid::new_v4()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                let n = body.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if total > max {
+                    return Ok(BlobWrite::TooLarge);
+                }
+                ctx.update(&buf[..n]);
+                file.write_all(&buf[..n]).await.map_err(io)?;
+            }
+            let actual = hex(ctx.finish());
+            if actual != sha256 {
+                return Ok(BlobWrite::Mismatch { actual });
+            }
+            file.sync_all().await.map_err(io)?;
+            tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+            Ok(BlobWrite::Stored)
+        }
+        .await;
+        if !matches!(result, Ok(BlobWrite::Stored)) {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn open_blob(&self, sha256: &str) -> StoreResult<Option<(BlobReader, u64)>> {
+        let path = self.path(sha256)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let size = file.metadata().await.map_err(io)?.len();
+        let reader = Verifying {
+            inner: tokio::io::BufReader::with_capacity(64 * 1024, file),
+            ctx: Some(digest::Context::new(&digest::SHA256)),
+            expected: sha256.to_string(),
+        };
+        Ok(Some((Box::new(reader), size)))
+    }
+
     async fn get_blob(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
         match tokio::fs::read(self.path(sha256)?).await {
             Ok(b) => Ok(Some(b)),
@@ -57,5 +154,48 @@ impl BlobStore for FileBlobStore {
 
     async fn has_blob(&self, sha256: &str) -> StoreResult<bool> {
         tokio::fs::try_exists(self.path(sha256)?).await.map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex(digest::digest(&digest::SHA256, bytes))
+    }
+
+    #[tokio::test]
+    async fn streamed_blobs_are_kept_only_when_whole_and_true() {
+        let root = std::env::temp_dir().join(format!("mlgate-blobs-{}", uuid::Uuid::new_v4()));
+        let store = FileBlobStore::new(&root);
+        let data = b"0123456789".to_vec();
+        let good = sha(&data);
+        // Over the limit: refused, and no temporary file stays behind.
+        let r = store.write_blob(&good, &mut data.as_slice(), 9).await.unwrap();
+        assert_eq!(r, BlobWrite::TooLarge);
+        // Under another digest: refused with the actual one.
+        let other = sha(b"other");
+        let r = store.write_blob(&other, &mut data.as_slice(), 10).await.unwrap();
+        assert_eq!(r, BlobWrite::Mismatch { actual: good.clone() });
+        let dir = root.join("sha256").join(&good[..2]);
+        let leftovers = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let other_dir = root.join("sha256").join(&other[..2]);
+        let more = std::fs::read_dir(&other_dir).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers + more, 0, "temporary files were left behind");
+        // Whole and true: kept, and read back as a stream.
+        assert_eq!(
+            store.write_blob(&good, &mut data.as_slice(), 10).await.unwrap(),
+            BlobWrite::Stored
+        );
+        let (mut reader, size) = store.open_blob(&good).await.unwrap().unwrap();
+        let mut back = Vec::new();
+        reader.read_to_end(&mut back).await.unwrap();
+        assert_eq!((back, size), (data.clone(), 10));
+        // Changed on disk: the stream fails at its end instead of passing it on as true.
+        std::fs::write(dir.join(&good), b"0123456788").unwrap();
+        let (mut reader, _) = store.open_blob(&good).await.unwrap().unwrap();
+        assert!(reader.read_to_end(&mut Vec::new()).await.is_err());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod at_rest;
+mod bounded;
 mod cli;
 mod forged_tokens;
 mod interactive;
@@ -14,5 +15,6 @@ mod lifecycle;
 mod models;
 mod oauth;
 mod rbac;
+mod sandbox;
 mod service_auth;
 mod services;

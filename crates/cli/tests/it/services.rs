@@ -275,10 +275,12 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
 
 #[tokio::test]
 async fn score_py_entry_scripts_run_in_long_lived_workers() {
-    let s = TestServer::start().await;
+    // The test's folder is the server's wheelhouse: pip may install the wheel made there.
+    let dir = TempDir::new();
+    let wheelhouse = dir.0.clone();
+    let s = TestServer::start_with(TempDir::new(), |c| c.wheelhouses = vec![wheelhouse]).await;
     let (admin, ws, _) = setup(&s).await;
     let c = s.client();
-    let dir = TempDir::new();
     std::fs::create_dir_all(dir.0.join("model")).unwrap();
     std::fs::write(dir.0.join("model/coef.json"), r#"{"coef": [1.0, 2.0], "bias": 0.5}"#).unwrap();
     c.register_model_from_path(&admin, &ws, "coef", &dir.0.join("model"), "", Default::default())

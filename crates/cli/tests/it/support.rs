@@ -56,8 +56,15 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: TempDir) -> Self {
+        Self::start_with(dir, |_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` changes first.
+    pub async fn start_with(dir: TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig::new(dir.0.join("data"));
         config.bootstrap_password = Some(ADMIN_PASSWORD.into());
+        config.sandbox_launcher = Some(env!("CARGO_BIN_EXE_mlgate").into());
+        adjust(&mut config);
         let clock = Arc::new(ManualClock::new());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let store = Arc::new(mlgate_server::open_store(&config.data_dir).await.unwrap());
@@ -182,4 +189,83 @@ pub fn assert_oauth_error(body: &Value, error: &str) -> u64 {
         assert!(!body[field].as_str().unwrap().is_empty(), "missing {field}: {body}");
     }
     body["error_codes"][0].as_u64().unwrap()
+}
+
+/// A real `mlgate serve` process (for what only a separate process shows: its memory, its
+/// environment, its file descriptors), on a free loopback port, killed on drop.
+pub struct ServeProcess {
+    pub url: String,
+    pub ca_pem: Vec<u8>,
+    pub child: tokio::process::Child,
+    pub dir: TempDir,
+}
+
+impl ServeProcess {
+    pub async fn start(extra_args: &[&str]) -> Self {
+        let dir = TempDir::new();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = dir.0.join("data");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra_args)
+            .env("MLGATE_BOOTSTRAP_PASSWORD", ADMIN_PASSWORD)
+            .env("MLGATE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("https://127.0.0.1:{port}");
+        let ca_file = data.join("tls/ca.pem");
+        for _ in 0..200 {
+            if let Ok(ca_pem) = std::fs::read(&ca_file) {
+                let certs = reqwest::Certificate::from_pem_bundle(&ca_pem).unwrap();
+                let http = reqwest::Client::builder().tls_certs_only(certs).build().unwrap();
+                let ready = http.get(format!("{url}/readyz")).send().await;
+                if ready.is_ok_and(|r| r.status() == 200) {
+                    return Self { url, ca_pem, child, dir };
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = child.start_kill();
+        panic!("mlgate serve did not become ready on {url}");
+    }
+
+    /// A raw HTTP client trusting the server's CA.
+    pub fn http(&self) -> reqwest::Client {
+        let certs = reqwest::Certificate::from_pem_bundle(&self.ca_pem).unwrap();
+        reqwest::Client::builder().tls_certs_only(certs).build().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, Some(&self.ca_pem)).unwrap()
+    }
+
+    /// A field of /proc/<pid>/status in kB (VmRSS, VmHWM, ...).
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.client()
+            .password("mlgate.local", ADMIN, ADMIN_PASSWORD, ARM_SCOPE)
+            .await
+            .unwrap()
+            .access_token
+    }
 }

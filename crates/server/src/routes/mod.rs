@@ -100,6 +100,7 @@ fn routes(state: AppState) -> Router {
         // The scoring path (AKS-style URI).
         .route("/api/v1/service/{name}/score", post(services::score))
         .fallback(json::not_found)
+        .layer(middleware::from_fn(crate::drain::drain_unread))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::body::to_bytes;
+use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
 use mlgate_core::model;
 use mlgate_core::models::WorkspaceRef;
 use mlgate_core::principal::Principal;
@@ -20,8 +21,6 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The largest single model file accepted in one request.
-pub const MAX_BLOB: usize = 1024 * 1024 * 1024;
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
 fn json(m: &model::ModelVersion, ws: WorkspaceRef<'_>) -> proto::ModelVersion {
@@ -76,9 +75,10 @@ pub async fn handle(
         || ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into()));
     match (method, seg.len()) {
         (Method::PUT, 2) if is(0, "blobs") => {
-            let bytes =
-                to_bytes(req.into_body(), MAX_BLOB).await.map_err(|_| ApiError::PayloadTooLarge)?;
-            m.upload_blob(p, w, seg[1], &bytes).await?;
+            // Streamed to disk while hashed: memory stays bounded whatever the size.
+            let stream = req.into_body().into_data_stream().map_err(std::io::Error::other);
+            let mut body = tokio_util::io::StreamReader::new(stream);
+            m.upload_blob(p, w, seg[1], &mut body).await?;
             Ok(StatusCode::CREATED.into_response())
         }
         (Method::GET, 1) if is(0, "models") => {
@@ -131,10 +131,12 @@ pub async fn handle(
             let path = query
                 .get("path")
                 .ok_or_else(|| ApiError::BadRequest("give the file as ?path=".into()))?;
-            let bytes = m.download(p, w, seg[1], version(seg[3])?, path).await?;
-            let mut resp = bytes.into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            let (reader, size) = m.download(p, w, seg[1], version(seg[3])?, path).await?;
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+            let mut resp = body.into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
             Ok(resp)
         }
         (_, _)

@@ -3,12 +3,13 @@
 //! long-lived Python worker processes fed one JSON line per request over a pipe.
 //!
 //! A worker that dies mid-request answers that request 503 and is replaced in the background;
-//! a request past its deadline kills its worker. Scripts run as the server's OS user, with the
-//! deployment's memory limit (RLIMIT_AS) and nothing else between them and the machine: only
-//! principals trusted to run code on the server should hold `services/write`.
+//! a request past its deadline kills its worker. Workers run confined ([`crate::sandbox`]):
+//! a cleared environment, a working directory outside the data directory, read-only access to
+//! their own service's files, a private scratch folder, no capabilities, the deployment's
+//! memory limit (RLIMIT_AS), and no inherited descriptors.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::host::ServeError;
+use crate::sandbox::{Policy, Sandbox};
 
 pub mod env;
 
@@ -32,10 +34,14 @@ pub struct PythonConfig {
     pub python: PathBuf,
     pub worker_script: PathBuf,
     pub entry_script: PathBuf,
-    pub model_dir: PathBuf,
     pub memory_bytes: Option<u64>,
     pub workers: usize,
     pub log: LogSink,
+    pub sandbox: Arc<Sandbox>,
+    /// What the workers may touch (its working directory is the app folder).
+    pub policy: Policy,
+    /// The workers' whole environment (`AZUREML_MODEL_DIR`, `PATH`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 struct Worker {
@@ -45,20 +51,15 @@ struct Worker {
 }
 
 async fn spawn_worker(cfg: &PythonConfig) -> Result<Worker, String> {
-    let mut cmd = Command::new(&cfg.python);
-    cmd.arg("-u")
-        .arg(&cfg.worker_script)
-        .env("AZUREML_MODEL_DIR", &cfg.model_dir)
-        .env("MLGATE_MODEL_DIR", &cfg.model_dir)
-        .env("MLGATE_ENTRY_SCRIPT", &cfg.entry_script)
-        .current_dir(cfg.entry_script.parent().unwrap_or(&cfg.model_dir))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(m) = cfg.memory_bytes {
-        cmd.env("MLGATE_MEMORY_BYTES", m.to_string());
-    }
+    let mut policy = cfg.policy.clone();
+    policy.memory_bytes = cfg.memory_bytes;
+    let args: Vec<OsString> = vec![
+        "-u".into(),
+        cfg.worker_script.clone().into(),
+        cfg.entry_script.clone().into(),
+        cfg.memory_bytes.unwrap_or(0).to_string().into(),
+    ];
+    let mut cmd: Command = cfg.sandbox.command(&policy, &cfg.python, &args, &cfg.env)?;
     let mut child =
         cmd.spawn().map_err(|e| format!("cannot start {}: {e}", cfg.python.display()))?;
     let stdin = child.stdin.take().ok_or("no stdin")?;
@@ -126,9 +127,22 @@ impl PythonService {
         self.permits.available_permits() > 0
     }
 
-    /// Runs `run(raw)` on an idle worker.
-    pub async fn score(&self, raw: String, timeout: Duration) -> Result<Value, ServeError> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| ServeError::Unknown)?;
+    /// How many requests this replica runs at once.
+    pub fn workers(&self) -> usize {
+        self.cfg.workers.max(1)
+    }
+
+    /// Runs `run(raw)` on an idle worker, waiting at most `queue_wait` for one.
+    pub async fn score(
+        &self,
+        raw: String,
+        queue_wait: Duration,
+        timeout: Duration,
+    ) -> Result<Value, ServeError> {
+        let permit = tokio::time::timeout(queue_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| ServeError::Busy("no worker became free in time"))?
+            .map_err(|_| ServeError::Unknown)?;
         let worker = self.idle.lock().await.pop();
         let Some(mut w) = worker else {
             // A worker is being replaced; the caller may retry.
