@@ -266,6 +266,10 @@ impl Server {
             clock.clone(),
             config.service_token_lifetime,
         )?);
+        let applications = Arc::new(mlgate_core::applications::Applications::new(
+            directory.clone(),
+            clock.clone(),
+        ));
         let resources = Arc::new(Resources::new(directory, access.clone(), clock));
         let state = AppState {
             authority,
@@ -273,6 +277,8 @@ impl Server {
             resources,
             models,
             services,
+            applications,
+            operations: Arc::new(routes::mms::Operations::default()),
             serving: Arc::new(mlgate_serving::ServingHost::new()),
             data_dir: Arc::from(config.data_dir.as_path()),
             python: Arc::from(config.python.as_path()),

@@ -6,6 +6,7 @@
 mod support;
 
 mod at_rest;
+mod azure;
 mod cli;
 mod forged_tokens;
 mod interactive;
