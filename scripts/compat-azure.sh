@@ -159,6 +159,7 @@ az_status=PASS
 (
   cd "$TMP/work"
   env -u DISPLAY -u WAYLAND_DISPLAY MLGATE_AZ="$AZ_VENV/bin/az" HOME="$TMP/work/home-az" \
+    REQUESTS_CA_BUNDLE="$CA" SSL_CERT_FILE="$CA" \
     "$AZ_VENV/bin/python" -m pytest -q -p no:cacheprovider -o console_output_style=classic \
     "$ROOT/tests/compat/azure/test_az.py"
 ) 2>&1 | redact | tee "$TMP/az-result.txt" || az_status=FAIL
@@ -175,10 +176,14 @@ sdk_status=PASS
     "$ROOT/tests/compat/azure/test_sdk.py"
 ) 2>&1 | redact | tee "$TMP/sdk-result.txt" || sdk_status=FAIL
 
-# No client secret or the admin password may appear in the server's or the CLI's log.
+# No password, client secret, service key or token the clients received may appear in the
+# server's or the CLI's log.
+cat "$TMP/work/seen-secrets" >> "$SECRETS_FILE" 2>/dev/null || true
 if grep -F -q -f "$SECRETS_FILE" "$TMP/server.log" "$TMP/cli.log"; then
   echo "compat-azure: a secret appears in the server's or the CLI's log" >&2
   az_status=FAIL
+else
+  echo "compat-azure: none of the $(wc -l < "$SECRETS_FILE") secrets, keys and tokens seen appears in the logs"
 fi
 
 echo "compat-azure: az $az_status ($(summary "$TMP/az-result.txt")), azureml-core $sdk_status ($(summary "$TMP/sdk-result.txt"))"

@@ -79,3 +79,12 @@ def assert_only_mlgate(text, env, what, expect_traffic=True):
     assert not others, f"{what} talked to hosts other than mlgate ({env.host}): {sorted(others)}"
     microsoft = [h for h in hosts if re.search(r"microsoft|azure\.(com|net)|windows\.net", h)]
     assert not microsoft, f"{what} contacted Microsoft: {microsoft}"
+
+
+def remember(env, *secrets):
+    """Records credentials a client received; scripts/compat-azure.sh then checks that none of
+    them appears in the server's log."""
+    with open(os.path.join(env.work, "seen-secrets"), "a") as f:
+        for s in secrets:
+            if s:
+                f.write(s + "\n")

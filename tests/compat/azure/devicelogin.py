@@ -32,19 +32,21 @@ def _form(html):
 def approve(url, ca, code, user, password, decision="approve"):
     """Returns the text of the last page."""
     s = requests.Session()
-    s.verify = ca
-    r = s.get(url + "/devicelogin", timeout=30)
+    # Per request: requests lets REQUESTS_CA_BUNDLE override a session's `verify`.
+    r = s.get(url + "/devicelogin", timeout=30, verify=ca)
     r.raise_for_status()
     f = _form(r.text)
-    r = s.post(urljoin(url + "/", f["action"]), data={**f["fields"], "code": code}, timeout=30)
+    r = s.post(urljoin(url + "/", f["action"]), data={**f["fields"], "code": code}, timeout=30, verify=ca)
     r.raise_for_status()
     assert 'name="password"' in r.text, r.text[:2000]
     f = _form(r.text)
     r = s.post(urljoin(url + "/", f["action"]),
-               data={**f["fields"], "username": user, "password": password}, timeout=60)
+               data={**f["fields"], "username": user, "password": password}, timeout=60,
+               verify=ca)
     r.raise_for_status()
     assert "Are you trying to sign in?" in r.text, r.text[:2000]
     f = _form(r.text)
-    r = s.post(urljoin(url + "/", f["action"]), data={**f["fields"], "decision": decision}, timeout=30)
+    r = s.post(urljoin(url + "/", f["action"]), data={**f["fields"], "decision": decision}, timeout=30,
+               verify=ca)
     r.raise_for_status()
     return r.text

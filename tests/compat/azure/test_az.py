@@ -18,7 +18,7 @@ import pytest
 import requests
 
 import devicelogin
-from conftest import assert_only_mlgate
+from conftest import assert_only_mlgate, remember
 
 AZ = os.environ.get("MLGATE_AZ", "az")
 STATE = {}
@@ -136,9 +136,10 @@ def test_03_account_show(env):
 
 def test_04_account_get_access_token(env):
     t = az(env, "account", "get-access-token")
+    remember(env, t["accessToken"])
     claims = jwt_claims(t["accessToken"])
     assert claims["tid"] == env.tenant_id and claims["aud"] == "https://management.azure.com/"
-    assert claims["upn"] == env.admin or claims.get("preferred_username") == env.admin
+    assert (claims.get("upn") or claims.get("preferred_username")) == env.admin
     assert t["subscription"] == env.subscription_id
     me = requests.get(env.url + "/api/v1/me", headers={"Authorization": "Bearer " + t["accessToken"]},
                       verify=env.ca, timeout=30)
@@ -161,6 +162,7 @@ def test_06_signed_in_user_show(env):
 
 def test_07_create_for_rbac_sdk_auth(env):
     out = az(env, "ad", "sp", "create-for-rbac", "--sdk-auth", "--name", "ml-auth")
+    remember(env, out["clientSecret"])
     assert out["tenantId"] == env.tenant_id and out["subscriptionId"] == env.subscription_id
     assert out["activeDirectoryEndpointUrl"] == env.url + "/adfs/t"
     assert out["resourceManagerEndpointUrl"].rstrip("/") == env.url
@@ -172,12 +174,14 @@ def test_08_create_for_rbac_with_role_and_scope(env):
     scope = f"/subscriptions/{env.subscription_id}/resourceGroups/az-rg"
     out = az(env, "ad", "sp", "create-for-rbac", "--sdk-auth", "--name", "ml-auth-rg",
              "--role", "Contributor", "--scopes", scope)
+    remember(env, out["clientSecret"])
     STATE["ml_auth_rg"] = out
     ra = az(env, "role", "assignment", "list", "--assignee", out["clientId"], "--all")
     assert [(r["roleDefinitionName"], r["scope"]) for r in ra] == [("Contributor", scope)]
     # Running it again is idempotent: the same application, a new secret, the assignment kept.
     again = az(env, "ad", "sp", "create-for-rbac", "--sdk-auth", "--name", "ml-auth-rg",
                "--role", "Contributor", "--scopes", scope)
+    remember(env, again["clientSecret"])
     assert again["clientId"] == out["clientId"] and again["clientSecret"] != out["clientSecret"]
     assert client_credentials(env, out["clientId"], out["clientSecret"]).status_code == 401
     STATE["ml_auth_rg"] = again
@@ -271,12 +275,14 @@ def test_12_sp_show_and_list(env):
 def test_13_sp_credential_reset(env):
     sp = STATE["ml_auth"]
     new = az(env, "ad", "sp", "credential", "reset", "--id", sp["clientId"])
+    remember(env, new["password"])
     assert new["appId"] == sp["clientId"] and new["tenant"] == env.tenant_id
     assert client_credentials(env, sp["clientId"], new["password"]).status_code == 200
     shown = az(env, "ad", "sp", "show", "--id", sp["clientId"])
     assert len(shown["passwordCredentials"]) == 1
     # Without --append, a second reset replaces the principal's password.
     newer = az(env, "ad", "sp", "credential", "reset", "--id", sp["clientId"])
+    remember(env, newer["password"])
     assert client_credentials(env, sp["clientId"], new["password"]).status_code == 401
     assert client_credentials(env, sp["clientId"], newer["password"]).status_code == 200
     STATE["ml_auth_password"] = newer["password"]

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import devicelogin
-from conftest import assert_only_mlgate
+from conftest import assert_only_mlgate, remember
 
 LOG = os.path.join(os.environ["MLGATE_WORK"], "sdk-debug.log")
 logging.basicConfig(level=logging.DEBUG, filename=LOG, filemode="a",
@@ -104,7 +104,7 @@ import logging
 logging.basicConfig(level=logging.DEBUG, filename={LOG!r}, filemode="a")
 from azureml.core import Workspace
 ws = Workspace.from_config(path={path!r})
-print("WS", ws.name, ws.get_details()["workspaceId"])
+print("WS", ws.name, ws.get_details()["id"])
 """
     p = run_script(env, code, {
         "AZUREML_SERVICE_PRINCIPAL_TENANT_ID": env.sp["tenantId"],
@@ -129,7 +129,7 @@ svc_pr = ServicePrincipalAuthentication(
     service_principal_id=os.environ["AML_PRINCIPAL_ID"],
     service_principal_password=os.environ["AML_PRINCIPAL_PASS"])
 ws = Workspace.from_config(path={path!r}, auth=svc_pr)
-print("WS", ws.name, ws.get_details()["workspaceId"])
+print("WS", ws.name, ws.get_details()["id"])
 """
     p = run_script(env, code, {
         "AML_TENANT_ID": env.sp["tenantId"],
@@ -145,6 +145,10 @@ def test_05_interactive_login_with_device_code(env):
     code = f"""
 import logging
 logging.basicConfig(level=logging.DEBUG, filename={LOG!r}, filemode="a")
+# What a user sees on the terminal: warnings (the device-code prompt) on stderr.
+terminal = logging.StreamHandler()
+terminal.setLevel(logging.WARNING)
+logging.getLogger().addHandler(terminal)
 from azureml.core import Workspace
 from azureml.core.authentication import InteractiveLoginAuthentication
 auth = InteractiveLoginAuthentication(tenant_id={env.tenant_id!r})
@@ -204,6 +208,7 @@ def test_07_webservice_by_name(env, ws):
 def test_08_get_keys_and_run_with_key(env):
     svc = STATE["key_svc"]
     primary, secondary = svc.get_keys()
+    remember(env, primary, secondary)
     assert primary and secondary and primary != secondary
     assert svc.run(DATA) == EXPECTED
     assert score(svc.scoring_uri, env).status_code == 401
@@ -216,6 +221,7 @@ def test_09_regen_key_refuses_the_old_key_at_once(env):
     old_primary, secondary = STATE["keys"]
     svc.regen_key("Primary")
     new_primary, same_secondary = svc.get_keys()
+    remember(env, new_primary)
     assert new_primary != old_primary and same_secondary == secondary
     assert score(svc.scoring_uri, env, old_primary).status_code == 401
     assert score(svc.scoring_uri, env, new_primary).json() == EXPECTED
@@ -227,6 +233,7 @@ def test_10_get_token_and_run_with_token(env, ws):
     svc = Webservice(ws, env.token_service)
     assert isinstance(svc, AksWebservice) and svc.token_auth_enabled and not svc.auth_enabled
     token, refresh_after = svc.get_token()
+    remember(env, token)
     assert token.count(".") == 2 and refresh_after is not None
     assert score(svc.scoring_uri, env, token).json() == EXPECTED
     assert svc.run(DATA) == EXPECTED
