@@ -318,3 +318,13 @@ def test_16_login_without_tenant_and_logout(env):
     az(env, "logout", config="sp", output=False, net=False)
     p = az(env, "account", "show", config="sp", ok=False, net=False)
     assert "az login" in p.stderr
+
+
+def test_17_login_with_username_and_password_off_port_443(env):
+    # In AAD mode MSAL looks the user's realm up at https://{host}/common/userrealm/ without the
+    # port; the AD FS authority skips that, so `az login -u -p` works on any port.
+    register_cloud(env, "ropc")
+    accounts = az(env, "login", "-u", env.admin, "-p", env.admin_password, config="ropc")
+    assert [a["user"]["name"] for a in accounts] == [env.admin]
+    groups = [g["name"] for g in az(env, "group", "list", config="ropc")]
+    assert "az-rg" in groups
