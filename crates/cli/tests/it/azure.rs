@@ -378,18 +378,18 @@ async fn role_assignments_and_definitions_at_any_scope_are_mlgates_rbac() {
     // atScope(): at the scope and above it, not below.
     assert_eq!(
         scopes(&a, &sub_scope, "atScope()").await,
-        [sub_scope.clone()],
+        [sub_scope.as_str()],
         "the admin's Owner only"
     );
     let at_rg = scopes(&a, &rg_scope, "atScope()").await;
     assert!(at_rg.contains(&rg_scope) && at_rg.contains(&sub_scope));
     assert_eq!(
         scopes(&a, &sub_scope, &format!("principalId%20eq%20%27{sp_oid}%27")).await,
-        [rg_scope.clone()]
+        [rg_scope.as_str()]
     );
     assert_eq!(
         scopes(&a, &rg_scope, &format!("atScope()%20and%20assignedTo(%27{sp_oid}%27)")).await,
-        [rg_scope.clone()]
+        [rg_scope.as_str()]
     );
     let (st, e, _) = a
         .call(
@@ -463,6 +463,11 @@ async fn role_assignments_and_definitions_at_any_scope_are_mlgates_rbac() {
         )
         .await;
     assert_eq!(st, 409, "one role per name");
+    // Bodies are bounded.
+    let big =
+        json!({"properties": {"roleDefinitionId": "x".repeat(70 * 1024), "principalId": sp_oid}});
+    let path = format!("{rg_scope}{MA}/roleAssignments/{}", uuid::Uuid::new_v4());
+    assert_eq!(a.call("PUT", &path, Some(&a.admin), Some(big)).await.0, 413);
     // Another tenant's subscription is not found.
     let elsewhere = format!("/subscriptions/{}{MA}/roleAssignments", uuid::Uuid::new_v4());
     assert_eq!(a.call("GET", &elsewhere, Some(&a.admin), None).await.0, 404);
@@ -762,4 +767,38 @@ async fn model_management_serves_the_sdks_calls_over_the_same_services() {
             arm_ws["properties"]["workspaceId"].as_str().unwrap()
         )
     );
+}
+
+#[tokio::test]
+async fn principals_made_before_applications_existed_get_their_application_object() {
+    let s = TestServer::start().await;
+    let sp = s.create_sp("older").await;
+    let db = s.data_dir().join("mlgate.db");
+    let dir = s.stop().await;
+    // Take the store back to before migration 0008.
+    {
+        use sqlx::ConnectOptions;
+        let mut conn =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.unwrap();
+        sqlx::raw_sql(
+            "DROP TABLE application_secrets; DROP TABLE applications; \
+             DELETE FROM schema_migrations WHERE version = 8;",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let s = TestServer::start_in(dir).await;
+    let a = Azure { admin: s.admin_token().await, sub: String::new(), s };
+    let g = a.graph_token().await;
+    let filter: String =
+        form_urlencoded::byte_serialize(format!("appId eq '{}'", sp.app_id).as_bytes()).collect();
+    let (st, apps, _) =
+        a.call("GET", &format!("/v1.0/applications?$filter={filter}"), Some(&g), None).await;
+    assert_eq!(st, 200);
+    let app = &apps["value"][0];
+    assert_eq!(app["displayName"], "older");
+    assert_ne!(app["id"], sp.object_id.as_str(), "the application has its own object id");
+    uuid::Uuid::parse_str(app["id"].as_str().unwrap()).unwrap();
+    assert_eq!(a.client_credentials(&sp.app_id, &sp.password).await, 200, "its secret still works");
 }

@@ -341,7 +341,7 @@ pub async fn handle(
                     ("appId", app.as_str()),
                     ("id", &sp.object_id.to_string()),
                 ];
-                if passes(&terms, &props, ("servicePrincipalNames", &[app.clone()]))? {
+                if passes(&terms, &props, ("servicePrincipalNames", std::slice::from_ref(&app)))? {
                     items.push(sp_json(&sp, &secrets));
                 }
             }

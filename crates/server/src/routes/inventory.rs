@@ -22,9 +22,12 @@ use crate::state::AppState;
 
 const WORKSPACE_TYPE: &str = "Microsoft.MachineLearningServices/workspaces";
 
+/// A resource type and its api-versions.
+type ResourceType = (&'static str, &'static [&'static str]);
+
 /// What mlgate's resource providers serve, newest api-version first (az takes the first
 /// non-preview one).
-const PROVIDERS: &[(&str, &[(&str, &[&str])])] = &[
+const PROVIDERS: &[(&str, &[ResourceType])] = &[
     (
         WORKSPACE_PROVIDER,
         &[("workspaces", &["2024-04-01", "2023-10-01", "2022-05-01", "2020-01-01"])],
@@ -74,7 +77,7 @@ pub fn target(rest: &str) -> Option<Target> {
     }
 }
 
-fn provider_json(sub: &str, ns: &str, types: &[(&str, &[&str])]) -> Value {
+fn provider_json(sub: &str, ns: &str, types: &[ResourceType]) -> Value {
     json!({
         "id": format!("/subscriptions/{sub}/providers/{ns}"),
         "namespace": ns,

@@ -392,7 +392,7 @@ async fn dispatch(
             // Newest first: the SDK takes the first as "the" model of a name.
             all.sort_by(|a, b| (&b.name, b.version).cmp(&(&a.name, a.version)));
             if name.is_some() {
-                all.sort_by(|a, b| b.version.cmp(&a.version));
+                all.sort_by_key(|m| std::cmp::Reverse(m.version));
             }
             let value: Vec<Value> = all.iter().take(count).map(model_json).collect();
             Ok(Json(json!({ "value": value })).into_response())

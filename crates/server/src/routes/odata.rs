@@ -62,10 +62,8 @@ fn string(s: &str) -> Result<String, ApiError> {
     let mut out = String::new();
     let mut chars = inner.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\'' {
-            if chars.next() != Some('\'') {
-                return Err(bad("a quote inside a string must be doubled"));
-            }
+        if c == '\'' && chars.next() != Some('\'') {
+            return Err(bad("a quote inside a string must be doubled"));
         }
         out.push(c);
     }
