@@ -5,8 +5,8 @@
 #   Debian's chromium and chromium-driver, for the sign-in page tests (needs root for apt)
 #   .deps/az-venv   -> a cached venv with azure-cli 2.91 (Microsoft's own CLI)
 #   .deps/aml-venv  -> a cached venv with azureml-core 1.61 (the Azure ML SDK v1)
-# The last two conflict on knack, so each has its own venv. They are large (about 220 and
-# 290 MB, roughly 3 and 1.5 minutes to install on 2 cores), so they live once per machine in
+# The last two conflict on knack, so each has its own venv. They are large (about 740 and
+# 290 MB, about 4 and 2.5 minutes to install on 2 cores), so they live once per machine in
 # ${XDG_CACHE_HOME:-~/.cache}/mlgate-test-deps/<name>-<hash of requirements>, outside the
 # clone, and .deps/ links to them.
 # Idempotent: each part is skipped when its stamp matches the hash of its requirement list.
