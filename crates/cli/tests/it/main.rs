@@ -7,6 +7,7 @@ mod support;
 
 mod at_rest;
 mod bounded;
+mod azure;
 mod cli;
 mod forged_tokens;
 mod interactive;
