@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mlgate_core::clock::SystemClock;
@@ -70,6 +71,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     config.extra_resources = args.resources;
     config.service_token_lifetime = time::Duration::seconds(args.service_token_lifetime);
     config.python = args.python;
+    config.limits = mlgate_server::net::ConnectionLimits {
+        max_connections: args.max_connections as usize,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+    };
 
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -8,6 +8,7 @@ mod support;
 mod at_rest;
 mod cli;
 mod forged_tokens;
+mod hardening;
 mod interactive;
 mod keys;
 mod lifecycle;
