@@ -423,6 +423,10 @@ pub struct ServeArgs {
     /// Extra accepted resources (token audiences).
     #[arg(long = "resource")]
     pub resources: Vec<String>,
+    /// A proxy (address or CIDR block) whose `X-Forwarded-For` names the client; repeatable.
+    /// Without one, the header is ignored and the peer's address is the client's.
+    #[arg(long = "trusted-proxy", value_parser = mlgate_server::client_addr::parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Open connections at most (lowered to fit the descriptor limit); at the cap a new
     /// connection closes the one idle longest.
     #[arg(long, env = "MLGATE_MAX_CONNECTIONS", default_value_t = 4096,

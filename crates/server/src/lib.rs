@@ -9,6 +9,7 @@
 //! in one process on ephemeral ports.
 
 pub mod auth;
+pub mod client_addr;
 pub mod error;
 pub mod net;
 pub mod routes;
@@ -72,6 +73,8 @@ pub struct ServerConfig {
     pub python: PathBuf,
     /// Lifetime of web-service tokens (`ml service get-token`).
     pub service_token_lifetime: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`); none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connection cap and timeouts (`--max-connections`, `--idle-timeout`, ...).
     pub limits: net::ConnectionLimits,
     /// Benchmarks set this to measure what authorization costs; the binary never does.
@@ -97,6 +100,7 @@ impl ServerConfig {
             python: PathBuf::from("python3"),
             service_token_lifetime: Duration::hours(1),
             limits: net::ConnectionLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -145,6 +149,24 @@ pub fn load_master_key(
     MasterKey::from_encoded(&text).with_context(|| format!("{}", path.display()))
 }
 
+/// Opens the store of an existing data directory (every command but `serve`): a missing
+/// folder or database is an error rather than a new, empty store.
+pub async fn open_existing_store(data_dir: &Path) -> Result<SqliteStore> {
+    if !data_dir.is_dir() {
+        bail!(
+            "the data directory {} does not exist (check --data-dir or MLGATE_DATA_DIR; only \
+             `mlgate serve` creates one)",
+            data_dir.display()
+        );
+    }
+    let db = database_path(data_dir);
+    if !db.is_file() {
+        bail!("{} holds no mlgate store ({} is missing)", data_dir.display(), db.display());
+    }
+    SqliteStore::open(&db).await.map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+}
+
+/// Opens the store, creating the data directory (mode 0700) if needed: `serve` only.
 pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -282,16 +304,7 @@ impl Server {
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),
-            code_attempts: Arc::new(web::limiter::Limiter::new(
-                10,
-                1000,
-                StdDuration::from_secs(600),
-            )),
-            password_attempts: Arc::new(web::limiter::Limiter::new(
-                10,
-                1000,
-                StdDuration::from_secs(600),
-            )),
+            trusted_proxies: config.trusted_proxies.clone().into(),
         };
         let mut app = routes::router(state.clone());
         if tls.is_some() {

@@ -56,16 +56,23 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: TempDir) -> Self {
+        Self::start_configured(dir, |_| {}).await
+    }
+
+    /// Starts with a configuration the test adjusts (limits, trusted proxies, plain HTTP).
+    pub async fn start_configured(dir: TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig::new(dir.0.join("data"));
         config.bootstrap_password = Some(ADMIN_PASSWORD.into());
+        adjust(&mut config);
         let clock = Arc::new(ManualClock::new());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let store = Arc::new(mlgate_server::open_store(&config.data_dir).await.unwrap());
         let server =
             Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
         let url = server.url().to_string();
-        let ca_file = server.startup.ca_file.clone().unwrap();
-        let ca_pem = std::fs::read(&ca_file).unwrap();
+        // A plain-HTTP server has no CA: tests then use the data dir's path, which is absent.
+        let ca_file = server.startup.ca_file.clone().unwrap_or_else(|| dir.0.join("no-ca.pem"));
+        let ca_pem = std::fs::read(&ca_file).unwrap_or_default();
         let tenant_id = server.state().authority.directory().tenants()[0].id.to_string();
         let server_state = server.state().clone();
         let (tx, rx) = oneshot::channel();
