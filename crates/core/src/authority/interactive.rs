@@ -201,7 +201,7 @@ impl Authority {
         let user_code = new_user_code();
         let record = DeviceAuthorization {
             digest: sha256(device_code.as_bytes()),
-            user_code: user_code.clone(),
+            user_code_digest: self.master.user_code_digest(&user_code),
             tenant_id: tenant.id,
             client_id: client.principal.app_id,
             resource,
@@ -294,7 +294,7 @@ impl Authority {
         let d = self
             .directory
             .store()
-            .device_by_user_code(&code)
+            .device_by_user_code(&self.master.user_code_digest(&code))
             .await
             .map_err(|_| DeviceProblem::Unknown)?
             .ok_or(DeviceProblem::Unknown)?;
@@ -360,7 +360,12 @@ impl Authority {
         let changed = self
             .directory
             .store()
-            .decide_device(&normalize_user_code(typed), state, user.object_id, self.clock.now())
+            .decide_device(
+                &self.master.user_code_digest(&normalize_user_code(typed)),
+                state,
+                user.object_id,
+                self.clock.now(),
+            )
             .await
             .map_err(|_| DeviceProblem::Unknown)?;
         if changed { Ok(()) } else { Err(DeviceProblem::AlreadyUsed) }
