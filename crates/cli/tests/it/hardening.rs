@@ -725,3 +725,64 @@ async fn commands_on_a_missing_data_directory_refuse_instead_of_making_an_empty_
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no mlgate store"));
     assert!(!missing.join("mlgate.db").exists());
 }
+
+#[tokio::test]
+async fn registering_a_folder_refuses_links_that_leave_it_and_uploads_nothing() {
+    use std::os::unix::fs::symlink;
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let c = s.client();
+    let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();
+    c.put_resource_group(&admin, &sub, "links", None).await.unwrap();
+    c.put_workspace(&admin, &sub, "links", "links-ws", None).await.unwrap();
+    let ws = mlgate_client::models::WorkspaceAddress {
+        subscription_id: sub,
+        resource_group: "links".into(),
+        workspace: "links-ws".into(),
+    };
+    // The parent holds a secret; the model folder holds a model and a link to the parent.
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join("master.key"), b"the-parent-secret").unwrap();
+    let model = dir.0.join("model");
+    std::fs::create_dir_all(model.join("sub")).unwrap();
+    std::fs::write(model.join("model.onnx"), b"weights").unwrap();
+    symlink("..", model.join("escape")).unwrap();
+    let blobs = s.data_dir().join("blobs");
+    let count_blobs = || walk_count(&blobs);
+    let register = |p: std::path::PathBuf| {
+        let (c, admin, ws) = (c.clone(), admin.clone(), ws.clone());
+        async move { c.register_model_from_path(&admin, &ws, "m", &p, "", Default::default()).await }
+    };
+
+    let e = register(model.clone()).await.unwrap_err().to_string();
+    assert!(e.contains("escape") && e.contains("outside the folder"), "{e}");
+    // A link to a file outside, and a link to a folder inside, are refused too.
+    std::fs::remove_file(model.join("escape")).unwrap();
+    symlink(dir.0.join("master.key"), model.join("key")).unwrap();
+    let e = register(model.clone()).await.unwrap_err().to_string();
+    assert!(e.contains("outside the folder"), "{e}");
+    std::fs::remove_file(model.join("key")).unwrap();
+    symlink("sub", model.join("subdir")).unwrap();
+    let e = register(model.clone()).await.unwrap_err().to_string();
+    assert!(e.contains("links to folders are refused"), "{e}");
+    assert_eq!(count_blobs(), 0, "something was uploaded before the list was validated");
+
+    // A link to a file inside the folder is read as that file.
+    std::fs::remove_file(model.join("subdir")).unwrap();
+    symlink("model.onnx", model.join("alias.onnx")).unwrap();
+    let v = register(model.clone()).await.unwrap();
+    let paths: Vec<&str> = v.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["alias.onnx", "model.onnx"]);
+    assert_eq!(v.files[0].sha256, v.files[1].sha256);
+    assert!(count_blobs() > 0, "the blob count sees uploads (a control)");
+}
+
+fn walk_count(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() { walk_count(&p) } else { 1 }
+        })
+        .sum()
+}
