@@ -431,6 +431,25 @@ pub struct ServeArgs {
     /// Extra accepted resources (token audiences).
     #[arg(long = "resource")]
     pub resources: Vec<String>,
+    /// A proxy (address or CIDR block) whose `X-Forwarded-For` names the client; repeatable.
+    /// Without one, the header is ignored and the peer's address is the client's.
+    #[arg(long = "trusted-proxy", value_parser = mlgate_server::client_addr::parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Open connections at most (lowered to fit the descriptor limit); at the cap a new
+    /// connection closes the one idle longest.
+    #[arg(long, env = "MLGATE_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(16..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a connection may sit with no request in flight before it is closed.
+    #[arg(long, env = "MLGATE_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: u64,
+    /// Seconds from accepting a connection to a finished TLS handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub tls_handshake_timeout: u64,
+    /// Seconds a client may take to send a request's headers (HTTP/1.1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_read_timeout: u64,
     #[arg(long, value_enum, env = "MLGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mlgate_core::clock::SystemClock;
@@ -74,13 +75,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     config.wheelhouses = args.wheelhouses;
     // Entry scripts are confined by this same binary's `sandbox-exec`.
     config.sandbox_launcher = std::env::current_exe().ok();
+    config.trusted_proxies = args.trusted_proxies;
+    config.limits = mlgate_server::net::ConnectionLimits {
+        max_connections: args.max_connections as usize,
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+    };
 
+    // Only `serve` creates a data directory; every other command needs an existing one.
+    if !data_dir.exists() {
+        println!("data directory {} does not exist: creating it", data_dir.display());
+    }
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let server = Server::new(listener, config, Arc::new(SystemClock)).await?;
 
-    // Operator-facing facts go to stdout once, outside the structured log, so the generated
-    // password never lands in log storage.
+    // Operator-facing facts go to stdout once, outside the structured log.
     let s = &server.startup;
     println!("mlgate listening on {}", s.url);
     println!("data directory: {}", data_dir.display());
@@ -93,9 +104,37 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             println!("created tenant {} ({}) and administrator {upn}", t.id, t.domain);
         }
         if let Some(pw) = &s.bootstrap.generated_password {
-            println!("generated administrator password (shown once): {pw}");
+            show_generated_password(&data_dir, pw)?;
         }
     }
     tracing::info!(url = %s.url, tls = s.url.starts_with("https"), "serving");
     server.run(shutdown_signal()).await
+}
+
+/// The generated administrator password goes to a person, never to log storage: printed when
+/// stdout is a terminal; otherwise (a service manager's journal, a pipe, a file) written once
+/// to `{data-dir}/initial-admin-password` (0600), and only that path is printed and logged.
+fn show_generated_password(data_dir: &std::path::Path, password: &str) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::io::stdout().is_terminal() {
+        println!("generated administrator password (shown once): {password}");
+        return Ok(());
+    }
+    let path = data_dir.join("initial-admin-password");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(f, "{password}")?;
+    println!(
+        "generated administrator password written to {} (mode 0600): read it, then delete the file",
+        path.display()
+    );
+    tracing::info!(path = %path.display(), "generated administrator password written to a file");
+    Ok(())
 }

@@ -33,28 +33,62 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The files under `path` (a file, or a folder walked recursively), with `/`-separated
-/// relative paths.
+/// relative paths and the path each is read from. The whole list is validated before anything
+/// is read or uploaded: a symbolic link is followed only to a regular file inside the folder
+/// (links that leave it, links to directories and broken links are refused, naming the link),
+/// and anything that is neither a file nor a folder (sockets, devices) is refused.
 fn collect(path: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let io = |e: std::io::Error| ClientError::Config(format!("{}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(io)?;
+    let err =
+        |p: &Path, e: &dyn std::fmt::Display| ClientError::Config(format!("{}: {e}", p.display()));
+    let root = std::fs::canonicalize(path).map_err(|e| err(path, &e))?;
+    let meta = std::fs::metadata(&root).map_err(|e| err(path, &e))?;
     if meta.is_file() {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| ClientError::Config("bad file name".into()))?;
-        return Ok(vec![(name.to_string(), path.to_path_buf())]);
+        return Ok(vec![(name.to_string(), root)]);
     }
     let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
+    let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let p = entry.map_err(io)?.path();
-            if p.is_dir() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| err(&dir, &e))? {
+            let entry = entry.map_err(|e| err(&dir, &e))?;
+            let p = entry.path();
+            let rel = p.strip_prefix(&root).map_err(|e| err(&p, &e))?;
+            let rel_name: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+            let rel_name = rel_name.join("/");
+            // file_type() does not follow links.
+            let kind = entry.file_type().map_err(|e| err(&p, &e))?;
+            if kind.is_dir() {
                 stack.push(p);
-            } else if p.is_file() {
-                let rel = p.strip_prefix(path).map_err(|e| ClientError::Config(e.to_string()))?;
-                let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
-                out.push((parts.join("/"), p));
+            } else if kind.is_file() {
+                out.push((rel_name, p));
+            } else if kind.is_symlink() {
+                let refuse = |why: String| {
+                    ClientError::Config(format!(
+                        "{} in {} is a symbolic link {why}; nothing was uploaded",
+                        rel_name,
+                        path.display()
+                    ))
+                };
+                let target = std::fs::canonicalize(&p)
+                    .map_err(|e| refuse(format!("that cannot be followed ({e})")))?;
+                if !target.starts_with(&root) {
+                    return Err(refuse(format!(
+                        "to {}, outside the folder: links that leave the folder are refused",
+                        target.display()
+                    )));
+                }
+                if !target.is_file() {
+                    return Err(refuse("to a folder: links to folders are refused".into()));
+                }
+                out.push((rel_name, target));
+            } else {
+                return Err(ClientError::Config(format!(
+                    "{rel_name} in {} is not a regular file; nothing was uploaded",
+                    path.display()
+                )));
             }
         }
     }
@@ -99,8 +133,14 @@ impl Client {
         description: &str,
         tags: BTreeMap<String, String>,
     ) -> Result<ModelVersion> {
+        // Every file is listed, checked and opened before the first byte is uploaded.
+        let listed = collect(path)?;
+        for (_, full) in &listed {
+            std::fs::File::open(full)
+                .map_err(|e| ClientError::Config(format!("{}: {e}", full.display())))?;
+        }
         let mut files = Vec::new();
-        for (rel, full) in collect(path)? {
+        for (rel, full) in listed {
             let bytes = std::fs::read(&full)
                 .map_err(|e| ClientError::Config(format!("{}: {e}", full.display())))?;
             let size = bytes.len() as u64;

@@ -5,6 +5,7 @@
 //! that never contains a secret.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -16,8 +17,9 @@ use crate::directory::{ClientEntry, Directory};
 use crate::error::Error;
 use crate::ids::{AppId, GrantFamilyId, TenantId, WorkspaceId};
 use crate::keys::{Jwk, KeyError, KeyRing, KeySet, MasterKey, new_signing_key};
+use crate::lockout::{Account, CodeLockout, Locked, PasswordLockout, Source};
 use crate::model::{KeyState, RefreshGrant, Tenant, User};
-use crate::password::{dummy_hash, verify_password};
+use crate::password::PasswordChecks;
 use crate::principal::Principal;
 use crate::secrets::{digest_matches, new_opaque_token, random_bytes, sha256};
 use crate::store::Store;
@@ -29,8 +31,9 @@ use crate::tokens::{
 mod interactive;
 
 pub use interactive::{
-    AuthorizeError, AuthorizeParams, AuthorizeRequest, DeviceCodeIssued, DeviceProblem, DeviceView,
-    Introspection, is_loopback_redirect, normalize_user_code as normalize_code,
+    AuthorizeError, AuthorizeParams, AuthorizeRequest, DeviceCodeIssued, DeviceProblem,
+    DeviceSignInError, DeviceView, Introspection, is_loopback_redirect,
+    normalize_user_code as normalize_code,
 };
 
 /// Resources (token audiences) every mlgate server knows: ARM's identifiers, Azure ML's, and
@@ -136,11 +139,54 @@ pub struct GrantError {
     pub kind: OAuthErrorKind,
     pub code: u32,
     pub description: String,
+    /// Throttled: the caller should retry after this many seconds (answered as 429).
+    pub retry_after: Option<u32>,
 }
 
 impl GrantError {
     pub fn new(kind: OAuthErrorKind, code: u32, description: impl Into<String>) -> Self {
-        Self { kind, code, description: format!("AADSTS{code}: {}", description.into()) }
+        Self {
+            kind,
+            code,
+            description: format!("AADSTS{code}: {}", description.into()),
+            retry_after: None,
+        }
+    }
+
+    /// Too many password checks at once (Azure AD's throttling answer: 429 with
+    /// `Retry-After`, `temporarily_unavailable`).
+    pub fn throttled(retry_after_secs: u32) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                OAuthErrorKind::TemporarilyUnavailable,
+                90055,
+                format!(
+                    "There are too many incoming requests. Retry after {retry_after_secs} seconds."
+                ),
+            )
+        }
+    }
+
+    /// Sign-in refused without checking the password: the account (for this source) or the
+    /// source itself failed too often.
+    pub fn locked(why: Locked) -> Self {
+        let description = match why {
+            Locked::Account { .. } => {
+                "Your account is locked because you've tried to sign in too many times with an \
+                 incorrect user ID or password. Try again later."
+            }
+            Locked::Source { .. } => {
+                "Sign-in was blocked because it came from an IP address with too many failed \
+                 sign-in attempts. Try again later."
+            }
+        };
+        Self::new(OAuthErrorKind::InvalidGrant, 50053, description)
+    }
+
+    /// Is this the lock-out answer (AADSTS50053)?
+    pub fn is_locked(&self) -> bool {
+        self.code == 50053
     }
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
@@ -193,6 +239,12 @@ pub struct Authority {
     keys: KeyRing,
     cfg: AuthorityConfig,
     audiences: HashSet<String>,
+    /// Every password verification runs through this bounded pool.
+    passwords: PasswordChecks,
+    /// Password guessing limits (per account, per source, smart lock-out).
+    password_lockout: PasswordLockout,
+    /// User-code guessing limits (per source, in total).
+    code_lockout: CodeLockout,
 }
 
 enum Subject<'a> {
@@ -210,7 +262,17 @@ impl Authority {
         let records = directory.store().signing_keys().await?;
         let set = KeySet::load(&records, &master).map_err(|e| Error::Internal(e.to_string()))?;
         let audiences = cfg.resources.iter().map(|r| normalize_resource(r)).collect();
-        Ok(Self { directory, clock, master, keys: KeyRing::new(set), cfg, audiences })
+        Ok(Self {
+            directory,
+            password_lockout: PasswordLockout::new(clock.clone()),
+            code_lockout: CodeLockout::new(clock.clone()),
+            clock,
+            master,
+            keys: KeyRing::new(set),
+            cfg,
+            audiences,
+            passwords: PasswordChecks::for_this_machine(),
+        })
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
@@ -329,8 +391,14 @@ impl Authority {
         &self.clock
     }
 
-    /// The token endpoint.
-    pub async fn token(&self, tenant: &str, req: TokenRequest) -> Result<Issued, GrantError> {
+    /// The token endpoint; `source` is the client's address (password guessing is limited per
+    /// address).
+    pub async fn token(
+        &self,
+        tenant: &str,
+        req: TokenRequest,
+        source: IpAddr,
+    ) -> Result<Issued, GrantError> {
         let tenant = self.directory.resolve_tenant(tenant).ok_or_else(|| {
             GrantError::new(
                 OAuthErrorKind::InvalidRequest,
@@ -346,7 +414,7 @@ impl Authority {
             }
             Grant::Password { username, password } => {
                 let client = self.authenticate_client(&tenant, &req, false).await?;
-                let user = self.authenticate_user(&tenant, username, password).await?;
+                let user = self.authenticate_user(&tenant, username, password, source).await?;
                 let subject = Subject::User { user: &user, client: client.principal.app_id };
                 self.issue(&tenant, subject, &resource, &req, scope, None).await
             }
@@ -515,34 +583,37 @@ impl Authority {
         }
     }
 
+    /// The one password check (password grant and both sign-in pages): refused unread while
+    /// the account or the source is locked out, then verified in the bounded pool; an unknown
+    /// user costs the same as a wrong password and counts the same.
     async fn authenticate_user(
         &self,
         tenant: &Tenant,
         username: &str,
         password: &str,
+        source: IpAddr,
     ) -> Result<User, GrantError> {
+        let account = Account::new(tenant.id, username);
+        let source = Source::from(source);
+        self.password_lockout.check(&account, source).map_err(GrantError::locked)?;
         let user = self.directory.user_for_sign_in(tenant.id, username).await?;
-        let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let password = password.to_string();
-        // argon2 takes tens of milliseconds: keep it off the async workers. An unknown user
-        // costs the same as a wrong password.
-        let ok = tokio::task::spawn_blocking(move || {
-            let phc = phc.unwrap_or_else(|| dummy_hash().to_string());
-            verify_password(&password, &phc)
-        })
-        .await
-        .map_err(|_| GrantError::internal())?;
-        let bad = || {
-            GrantError::new(
-                OAuthErrorKind::InvalidGrant,
-                50126,
-                "Error validating credentials due to invalid username or password.",
-            )
-        };
+        let ok = self
+            .passwords
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await
+            .map_err(|busy| GrantError::throttled(busy.retry_after_secs))?;
         let user = match user {
             Some(u) if ok => u,
-            _ => return Err(bad()),
+            _ => {
+                self.password_lockout.failed(&account, source);
+                return Err(GrantError::new(
+                    OAuthErrorKind::InvalidGrant,
+                    50126,
+                    "Error validating credentials due to invalid username or password.",
+                ));
+            }
         };
+        self.password_lockout.succeeded(&account, source);
         if !user.account_enabled {
             return Err(GrantError::new(
                 OAuthErrorKind::InvalidGrant,

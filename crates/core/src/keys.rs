@@ -39,9 +39,10 @@ pub enum KeyError {
     Sign,
 }
 
-/// The AES-256-GCM key that seals private keys at rest, and an HMAC key derived from it for
-/// the sign-in pages' cookies (so every node sharing the master key accepts them).
-pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key);
+/// The AES-256-GCM key that seals private keys at rest, and HMAC keys derived from it: one for
+/// the sign-in pages' cookies (so every node sharing the master key accepts them), one for the
+/// digests of device user codes at rest.
+pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,12 +67,26 @@ impl MasterKey {
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| KeyError::MasterKey("rejected by AES-256-GCM".into()))?;
-        let derived = aws_lc_rs::hmac::sign(
-            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes),
-            b"mlgate web cookies v1",
-        );
-        let cookie_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref());
-        Ok(Self(LessSafeKey::new(key), cookie_key))
+        let root = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes);
+        let derive = |label: &[u8]| {
+            let derived = aws_lc_rs::hmac::sign(&root, label);
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref())
+        };
+        Ok(Self(
+            LessSafeKey::new(key),
+            derive(b"mlgate web cookies v1"),
+            derive(b"mlgate user codes v1"),
+        ))
+    }
+
+    /// The keyed digest a device user code is stored and looked up by. A user code has only
+    /// ~35 bits, so a plain hash of it could be reversed by trying them all; without the
+    /// master key the digest says nothing.
+    pub fn user_code_digest(&self, normalized_code: &str) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.2, normalized_code.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// The key that signs the sign-in pages' cookies and CSRF tokens.

@@ -6,7 +6,9 @@
 //! - [`model`]: directory records (tenants, users, service principals, secrets, keys, grants).
 //! - [`store`]: the storage traits that `mlgate-store` implements, one impl per database.
 //! - [`secrets`], [`password`], [`keys`]: the security-critical primitives: client-secret
-//!   hashing, argon2id passwords, signing keys encrypted at rest under a master key.
+//!   hashing, argon2id passwords (verified in a bounded pool), signing keys encrypted at rest
+//!   under a master key.
+//! - [`lockout`]: limits on guessing passwords and user codes (smart lock-out, back-off).
 //! - [`tokens`]: JWT issuing (cached ES256 key pair) and verification.
 //! - [`directory`]: bootstrap and the directory's use cases (service principals, credentials).
 //! - [`applications`]: Graph's application objects beside their service principals (`az ad`).
@@ -24,6 +26,7 @@ pub mod directory;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod lockout;
 pub mod model;
 pub mod models;
 pub mod password;

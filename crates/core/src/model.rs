@@ -211,12 +211,13 @@ impl DeviceState {
     }
 }
 
-/// A device authorization (RFC 8628): the device code is stored as a digest.
+/// A device authorization (RFC 8628): the device code is stored as a digest, the user code as
+/// a keyed digest (HMAC under a key derived from the master key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAuthorization {
     pub digest: [u8; 32],
-    /// Normalised: upper case, no separator.
-    pub user_code: String,
+    /// `MasterKey::user_code_digest` of the normalised code (upper case, no separator).
+    pub user_code_digest: [u8; 32],
     pub tenant_id: TenantId,
     pub client_id: AppId,
     pub resource: String,

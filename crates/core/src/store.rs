@@ -205,7 +205,7 @@ pub trait FlowStore: Send + Sync {
     async fn insert_device_authorization(&self, d: &DeviceAuthorization) -> StoreResult<()>;
     async fn device_by_user_code(
         &self,
-        user_code: &str,
+        user_code_digest: &[u8; 32],
     ) -> StoreResult<Option<DeviceAuthorization>>;
     /// Returns the record as it was and stamps `last_poll_at = now`.
     async fn poll_device(
@@ -217,7 +217,7 @@ pub trait FlowStore: Send + Sync {
     /// false when it was no longer pending.
     async fn decide_device(
         &self,
-        user_code: &str,
+        user_code_digest: &[u8; 32],
         state: DeviceState,
         user: ObjectId,
         now: OffsetDateTime,

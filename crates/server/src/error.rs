@@ -181,6 +181,7 @@ pub struct OAuthFailure {
 impl OAuthFailure {
     pub fn new(error: GrantError) -> Self {
         let status = match error.kind {
+            _ if error.retry_after.is_some() => StatusCode::TOO_MANY_REQUESTS,
             OAuthErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
             OAuthErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             OAuthErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -219,6 +220,9 @@ impl IntoResponse for OAuthFailure {
             correlation_id: self.correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
         };
         let mut headers = no_store_headers();
+        if let Some(secs) = self.error.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.basic_challenge && self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

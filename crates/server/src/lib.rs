@@ -11,7 +11,9 @@
 pub mod auth;
 pub mod deployments;
 pub mod drain;
+pub mod client_addr;
 pub mod error;
+pub mod net;
 pub mod routes;
 pub mod state;
 pub mod tls;
@@ -26,8 +28,8 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use mlgate_core::access::Access;
 use mlgate_core::authority::{Authority, AuthorityConfig, BUILTIN_RESOURCES};
 use mlgate_core::clock::Clock;
@@ -80,6 +82,10 @@ pub struct ServerConfig {
     pub wheelhouses: Vec<PathBuf>,
     /// Lifetime of web-service tokens (`ml service get-token`).
     pub service_token_lifetime: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`); none by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connection cap and timeouts (`--max-connections`, `--idle-timeout`, ...).
+    pub limits: net::ConnectionLimits,
     /// Benchmarks set this to measure what authorization costs; the binary never does.
     #[doc(hidden)]
     pub bench_disable_authorization: bool,
@@ -105,6 +111,8 @@ impl ServerConfig {
             allow_unconfined_entry_scripts: false,
             wheelhouses: Vec::new(),
             service_token_lifetime: Duration::hours(1),
+            limits: net::ConnectionLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -153,6 +161,24 @@ pub fn load_master_key(
     MasterKey::from_encoded(&text).with_context(|| format!("{}", path.display()))
 }
 
+/// Opens the store of an existing data directory (every command but `serve`): a missing
+/// folder or database is an error rather than a new, empty store.
+pub async fn open_existing_store(data_dir: &Path) -> Result<SqliteStore> {
+    if !data_dir.is_dir() {
+        bail!(
+            "the data directory {} does not exist (check --data-dir or MLGATE_DATA_DIR; only \
+             `mlgate serve` creates one)",
+            data_dir.display()
+        );
+    }
+    let db = database_path(data_dir);
+    if !db.is_file() {
+        bail!("{} holds no mlgate store ({} is missing)", data_dir.display(), db.display());
+    }
+    SqliteStore::open(&db).await.map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+}
+
+/// Opens the store, creating the data directory (mode 0700) if needed: `serve` only.
 pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -165,7 +191,8 @@ pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
 pub struct Server {
     listener: std::net::TcpListener,
     app: Router,
-    tls: Option<RustlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    connections: net::Connections,
     state: AppState,
     key_reload_interval: StdDuration,
     pub startup: Startup,
@@ -225,14 +252,12 @@ impl Server {
 
         let (tls, ca_file) = match &config.tls {
             TlsMode::Disabled => (None, None),
-            TlsMode::Files { cert, key } => (
-                Some(RustlsConfig::from_pem_file(cert, key).await.context("loading TLS files")?),
-                None,
-            ),
+            TlsMode::Files { cert, key } => {
+                (Some(tls::server_config(cert, key).context("loading TLS files")?), None)
+            }
             TlsMode::LocalCa => {
                 let files = tls::ensure_local_ca(&config.data_dir.join("tls"), host_of(&url))?;
-                let cfg = RustlsConfig::from_pem_file(&files.cert, &files.key)
-                    .await
+                let cfg = tls::server_config(&files.cert, &files.key)
                     .context("loading the local certificate")?;
                 (Some(cfg), Some(files.ca))
             }
@@ -334,23 +359,18 @@ impl Server {
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),
-            code_attempts: Arc::new(web::limiter::Limiter::new(
-                10,
-                1000,
-                StdDuration::from_secs(600),
-            )),
-            password_attempts: Arc::new(web::limiter::Limiter::new(
-                10,
-                1000,
-                StdDuration::from_secs(600),
-            )),
+            trusted_proxies: config.trusted_proxies.clone().into(),
         };
-        let app = routes::router(state.clone());
+        let mut app = routes::router(state.clone());
+        if tls.is_some() {
+            app = app.layer(axum::middleware::map_response(strict_transport_security));
+        }
         listener.set_nonblocking(true)?;
         Ok(Self {
             listener,
             app,
-            tls,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            connections: net::Connections::new(config.limits),
             state,
             key_reload_interval: config.key_reload_interval,
             startup: Startup { url, ca_file, bootstrap: report },
@@ -365,16 +385,18 @@ impl Server {
         &self.state
     }
 
+    /// The connections this server holds, and its cap.
+    pub fn connections(&self) -> net::Connections {
+        self.connections.clone()
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting and drains open requests for up
     /// to ten seconds.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let handle: Handle<SocketAddr> = Handle::new();
-        let h = handle.clone();
-        tokio::spawn(async move {
+        let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down");
-            h.graceful_shutdown(Some(StdDuration::from_secs(10)));
-        });
+        };
         // Services deployed before a restart start again.
         self.state.deployer.restore();
         let authority = self.state.authority.clone();
@@ -389,18 +411,18 @@ impl Server {
                 }
             }
         });
-        // The sign-in pages limit failed attempts per client address.
-        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = match self.tls {
-            Some(cfg) => {
-                axum_server::from_tcp_rustls(self.listener, cfg)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
-            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
-        };
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        let served = self.connections.serve(listener, self.tls, self.app, shutdown).await;
         reloader.abort();
         served.context("serving")
     }
+}
+
+/// HSTS on every HTTPS response: a browser that reached the server over TLS once never falls
+/// back to plain HTTP for it (RFC 6797). Plain-HTTP servers (behind a proxy) leave it to the
+/// proxy.
+async fn strict_transport_security(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    resp
 }

@@ -32,8 +32,6 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Mark the sign-in pages' cookies Secure (when served over HTTPS).
     pub secure_cookies: bool,
-    /// Failed user-code entries, per client address and in total.
-    pub code_attempts: Arc<crate::web::limiter::Limiter>,
-    /// Failed passwords on the sign-in pages.
-    pub password_attempts: Arc<crate::web::limiter::Limiter>,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }

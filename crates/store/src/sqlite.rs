@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_services.sql")),
     (7, include_str!("../migrations/sqlite/0007_service_keys.sql")),
     (8, include_str!("../migrations/sqlite/0008_applications.sql")),
+    (9, include_str!("../migrations/sqlite/0009_user_code_digest.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -1150,7 +1151,7 @@ fn device_from(row: &SqliteRow) -> StoreResult<DeviceAuthorization> {
     let polled: Option<i64> = row.try_get("last_poll_at").map_err(map_err)?;
     Ok(DeviceAuthorization {
         digest: digest32(row.try_get("digest").map_err(map_err)?)?,
-        user_code: row.try_get("user_code").map_err(map_err)?,
+        user_code_digest: digest32(row.try_get("user_code_digest").map_err(map_err)?)?,
         tenant_id: parse(row, "tenant_id")?,
         client_id: parse(row, "client_id")?,
         resource: row.try_get("resource").map_err(map_err)?,
@@ -1190,12 +1191,12 @@ fn code_from(row: &SqliteRow) -> StoreResult<AuthorizationCode> {
 impl FlowStore for SqliteStore {
     async fn insert_device_authorization(&self, d: &DeviceAuthorization) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO device_authorizations (digest, user_code, tenant_id, client_id, resource, \
+            "INSERT INTO device_authorizations (digest, user_code_digest, tenant_id, client_id, resource, \
              scope, v1, created_at, expires_at, interval_secs, state, user_id, last_poll_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(d.digest.to_vec())
-        .bind(&d.user_code)
+        .bind(d.user_code_digest.to_vec())
         .bind(d.tenant_id.to_string())
         .bind(d.client_id.to_string())
         .bind(&d.resource)
@@ -1221,10 +1222,10 @@ impl FlowStore for SqliteStore {
 
     async fn device_by_user_code(
         &self,
-        user_code: &str,
+        user_code_digest: &[u8; 32],
     ) -> StoreResult<Option<DeviceAuthorization>> {
-        let row = sqlx::query("SELECT * FROM device_authorizations WHERE user_code = ?")
-            .bind(user_code)
+        let row = sqlx::query("SELECT * FROM device_authorizations WHERE user_code_digest = ?")
+            .bind(user_code_digest.to_vec())
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
@@ -1256,18 +1257,18 @@ impl FlowStore for SqliteStore {
 
     async fn decide_device(
         &self,
-        user_code: &str,
+        user_code_digest: &[u8; 32],
         state: DeviceState,
         user: ObjectId,
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE device_authorizations SET state = ?, user_id = ? WHERE user_code = ? \
+            "UPDATE device_authorizations SET state = ?, user_id = ? WHERE user_code_digest = ? \
              AND state = 'pending' AND expires_at > ?",
         )
         .bind(state.as_str())
         .bind(user.to_string())
-        .bind(user_code)
+        .bind(user_code_digest.to_vec())
         .bind(ts(now))
         .execute(&self.pool)
         .await

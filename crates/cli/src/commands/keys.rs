@@ -21,7 +21,7 @@ pub async fn run(cmd: KeysCommand, out: OutputFormat) -> Result<()> {
         KeysCommand::List { data_dir } => (false, data_dir),
     };
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
-    let store = mlgate_server::open_store(&data_dir).await?;
+    let store = mlgate_server::open_existing_store(&data_dir).await?;
     if rotate {
         let master = mlgate_server::load_master_key(
             &data_dir,

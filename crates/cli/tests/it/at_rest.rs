@@ -1,8 +1,9 @@
-//! Nothing secret at rest: after creating users and principals and signing in, the raw database
-//! files hold no client secret, password, refresh token, private key or master key.
+//! Nothing secret at rest: after creating users and principals, signing in and starting device
+//! logins, the raw database files hold no client secret, password, refresh token, device user
+//! code, private key or master key.
 
 use base64::Engine;
-use mlgate_core::store::KeyStore;
+use mlgate_core::store::{DirectoryStore, KeyStore};
 use mlgate_proto::{CreateUser, ResetCredential};
 
 use crate::support::*;
@@ -53,6 +54,30 @@ async fn the_database_files_hold_no_secret_in_clear() {
         secrets.push((format!("sp{i} secret"), sp.password.into_bytes()));
         secrets.push((format!("sp{i} second secret"), more.password.into_bytes()));
     }
+
+    // Device user codes, pending and approved, as shown and as normalised.
+    for _ in 0..3 {
+        let resp = s
+            .http()
+            .post(format!("{}/organizations/oauth2/v2.0/devicecode", s.url))
+            .form(&[("client_id", mlgate_proto::CLI_CLIENT_ID), ("scope", ARM_SCOPE)])
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let shown = body["user_code"].as_str().unwrap().to_string();
+        assert_eq!(shown.len(), 9, "{shown}");
+        secrets.push((format!("user code {shown}"), shown.clone().into_bytes()));
+        secrets
+            .push((format!("user code {shown} (normalised)"), shown.replace('-', "").into_bytes()));
+    }
+    let shown = std::str::from_utf8(&secrets.last().unwrap().1).unwrap().to_string();
+    let user = s.store.user_by_upn_anywhere(ADMIN).await.unwrap().unwrap();
+    s.server_state
+        .authority
+        .decide_device(&shown, &user, true, "127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
 
     // Private keys, in DER and in the base64 forms they might be written in.
     let master_text = std::fs::read_to_string(s.data_dir().join("master.key")).unwrap();

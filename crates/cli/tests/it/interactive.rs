@@ -144,10 +144,10 @@ async fn device_code_flow_end_to_end_and_its_failures() {
     }
 
     let mut b = Browser::new(&s);
-    // A wrong password is said plainly, then the right one.
+    // A wrong password is refused (in the same words as an unknown code), then the right one.
     let p = approve(&mut b, &user_code, ADMIN, "wrong-password", "approve").await;
     assert_eq!(p.status, 401);
-    assert!(p.html.contains("user name or password is incorrect"), "{}", p.html);
+    assert!(p.html.contains("Check the code, your user name and your password"), "{}", p.html);
     assert!(!p.html.contains("wrong-password"), "the password is not echoed");
     // Typing the code in lower case and without the dash works too.
     let typed = user_code.replace('-', "").to_lowercase();

@@ -10,6 +10,7 @@ mod bounded;
 mod azure;
 mod cli;
 mod forged_tokens;
+mod hardening;
 mod interactive;
 mod keys;
 mod lifecycle;

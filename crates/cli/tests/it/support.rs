@@ -59,7 +59,8 @@ impl TestServer {
         Self::start_with(dir, |_| {}).await
     }
 
-    /// Starts a server whose configuration `adjust` changes first.
+    /// Starts with a configuration the test adjusts (limits, trusted proxies, plain HTTP,
+    /// the sandbox).
     pub async fn start_with(dir: TempDir, adjust: impl FnOnce(&mut ServerConfig)) -> Self {
         let mut config = ServerConfig::new(dir.0.join("data"));
         config.bootstrap_password = Some(ADMIN_PASSWORD.into());
@@ -71,8 +72,9 @@ impl TestServer {
         let server =
             Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
         let url = server.url().to_string();
-        let ca_file = server.startup.ca_file.clone().unwrap();
-        let ca_pem = std::fs::read(&ca_file).unwrap();
+        // A plain-HTTP server has no CA: tests then use the data dir's path, which is absent.
+        let ca_file = server.startup.ca_file.clone().unwrap_or_else(|| dir.0.join("no-ca.pem"));
+        let ca_pem = std::fs::read(&ca_file).unwrap_or_default();
         let tenant_id = server.state().authority.directory().tenants()[0].id.to_string();
         let server_state = server.state().clone();
         let (tx, rx) = oneshot::channel();

@@ -2,18 +2,20 @@
 //! grant with PKCE (RFC 7636), plus revocation (RFC 7009) and introspection (RFC 7662).
 //! Security-critical. The web pages (server crate) call these after a person signed in.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use super::{
     Authority, ClientEntry, Endpoint, GrantError, Issued, OAuthErrorKind, Subject, TokenRequest,
 };
 use crate::error::Error;
 use crate::ids::{AppId, TenantId};
+use crate::lockout::Source;
 use crate::model::{AuthorizationCode, DeviceAuthorization, DeviceState, Tenant, User};
 use crate::secrets::{new_opaque_token, random_bytes, sha256};
 
@@ -51,6 +53,26 @@ pub enum DeviceProblem {
     AlreadyUsed,
     /// The signed-in user is not a member of the tenant the code was issued in.
     WrongTenant,
+    /// This address (or everyone) entered too many wrong codes; try again at the given time.
+    TooManyAttempts {
+        until: OffsetDateTime,
+    },
+}
+
+/// Why the device-login sign-in step failed. An unknown code, a wrong password, an unknown
+/// user and a locked account are all [`DeviceSignInError::Failed`]: the answer must not tell a
+/// guesser which codes exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSignInError {
+    Failed,
+    /// Too many wrong codes from this address (or in total).
+    TooManyAttempts {
+        until: OffsetDateTime,
+    },
+    /// Too many password checks at once; retry after this many seconds.
+    Busy {
+        retry_after_secs: u32,
+    },
 }
 
 /// Normalises what a person typed: upper case, separators and spaces dropped.
@@ -179,7 +201,7 @@ impl Authority {
         let user_code = new_user_code();
         let record = DeviceAuthorization {
             digest: sha256(device_code.as_bytes()),
-            user_code: user_code.clone(),
+            user_code_digest: self.master.user_code_digest(&user_code),
             tenant_id: tenant.id,
             client_id: client.principal.app_id,
             resource,
@@ -246,8 +268,25 @@ impl Authority {
         Ok(client)
     }
 
-    /// The verification page's lookup of a typed user code.
-    pub async fn device_for_user_code(&self, typed: &str) -> Result<DeviceView, DeviceProblem> {
+    /// The verification page's lookup of a typed user code. Every path that takes a user code
+    /// comes through here, so every wrong, expired or used code counts against the source.
+    pub async fn device_for_user_code(
+        &self,
+        typed: &str,
+        source: IpAddr,
+    ) -> Result<DeviceView, DeviceProblem> {
+        let source = Source::from(source);
+        self.code_lockout
+            .check(source)
+            .map_err(|until| DeviceProblem::TooManyAttempts { until })?;
+        let found = self.lookup_user_code(typed).await;
+        if found.is_err() {
+            self.code_lockout.failed(source);
+        }
+        found
+    }
+
+    async fn lookup_user_code(&self, typed: &str) -> Result<DeviceView, DeviceProblem> {
         let code = normalize_user_code(typed);
         if code.len() != 8 {
             return Err(DeviceProblem::Unknown);
@@ -255,7 +294,7 @@ impl Authority {
         let d = self
             .directory
             .store()
-            .device_by_user_code(&code)
+            .device_by_user_code(&self.master.user_code_digest(&code))
             .await
             .map_err(|_| DeviceProblem::Unknown)?
             .ok_or(DeviceProblem::Unknown)?;
@@ -273,14 +312,46 @@ impl Authority {
         Ok(DeviceView { user_code: format_user_code(&code), application, tenant })
     }
 
+    /// The device-login sign-in step: the code (counted like on the code page) and the
+    /// password together. Whatever fails, the answer is the same, and an unknown code costs a
+    /// password check too, so neither the answer nor its timing says whether a code exists.
+    pub async fn device_sign_in(
+        &self,
+        typed: &str,
+        username: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<(DeviceView, User), DeviceSignInError> {
+        let view = match self.device_for_user_code(typed, source).await {
+            Ok(v) => v,
+            Err(DeviceProblem::TooManyAttempts { until }) => {
+                return Err(DeviceSignInError::TooManyAttempts { until });
+            }
+            Err(_) => {
+                return match self.passwords.verify(password, None).await {
+                    Ok(_) => Err(DeviceSignInError::Failed),
+                    Err(b) => Err(DeviceSignInError::Busy { retry_after_secs: b.retry_after_secs }),
+                };
+            }
+        };
+        match self.authenticate_user(&view.tenant, username, password, source).await {
+            Ok(user) => Ok((view, user)),
+            Err(e) => match e.retry_after {
+                Some(retry_after_secs) => Err(DeviceSignInError::Busy { retry_after_secs }),
+                None => Err(DeviceSignInError::Failed),
+            },
+        }
+    }
+
     /// Records the signed-in user's approval or denial of a device authorization.
     pub async fn decide_device(
         &self,
         typed: &str,
         user: &User,
         approve: bool,
+        source: IpAddr,
     ) -> Result<(), DeviceProblem> {
-        let view = self.device_for_user_code(typed).await?;
+        let view = self.device_for_user_code(typed, source).await?;
         match self.directory.member(view.tenant.id, user.object_id).await {
             Ok(Some(_)) => {}
             _ => return Err(DeviceProblem::WrongTenant),
@@ -289,22 +360,28 @@ impl Authority {
         let changed = self
             .directory
             .store()
-            .decide_device(&normalize_user_code(typed), state, user.object_id, self.clock.now())
+            .decide_device(
+                &self.master.user_code_digest(&normalize_user_code(typed)),
+                state,
+                user.object_id,
+                self.clock.now(),
+            )
             .await
             .map_err(|_| DeviceProblem::Unknown)?;
         if changed { Ok(()) } else { Err(DeviceProblem::AlreadyUsed) }
     }
 
-    /// Checks a person's password for the web pages (same rules and timing as the password
-    /// grant).
+    /// Checks a person's password for the web pages (same rules, limits and timing as the
+    /// password grant).
     pub async fn sign_in(
         &self,
         tenant: TenantId,
         username: &str,
         password: &str,
+        source: IpAddr,
     ) -> Result<User, GrantError> {
         let tenant = self.directory.tenant(tenant).ok_or_else(GrantError::internal)?;
-        self.authenticate_user(&tenant, username, password).await
+        self.authenticate_user(&tenant, username, password, source).await
     }
 
     pub(super) async fn redeem_device_code(

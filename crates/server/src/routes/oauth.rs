@@ -11,18 +11,29 @@ use base64::engine::general_purpose::STANDARD;
 use mlgate_core::authority::{Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
 use mlgate_proto::TokenResponse;
 
+use crate::client_addr::ClientAddr;
 use crate::error::{OAuthFailure, no_store_headers};
 use crate::state::AppState;
 
 /// Token requests are a few hundred bytes; anything past this is refused unread.
 pub const MAX_TOKEN_BODY: usize = 64 * 1024;
 
-pub async fn token_v1(state: State<AppState>, tenant: Path<String>, req: Request) -> Response {
-    token(state, tenant, req, Endpoint::V1).await
+pub async fn token_v1(
+    state: State<AppState>,
+    tenant: Path<String>,
+    addr: ClientAddr,
+    req: Request,
+) -> Response {
+    token(state, tenant, addr, req, Endpoint::V1).await
 }
 
-pub async fn token_v2(state: State<AppState>, tenant: Path<String>, req: Request) -> Response {
-    token(state, tenant, req, Endpoint::V2).await
+pub async fn token_v2(
+    state: State<AppState>,
+    tenant: Path<String>,
+    addr: ClientAddr,
+    req: Request,
+) -> Response {
+    token(state, tenant, addr, req, Endpoint::V2).await
 }
 
 /// Reads a form body with the OAuth endpoints' size limit and content-type rule.
@@ -197,6 +208,7 @@ fn correlation_id(headers: &HeaderMap) -> Option<String> {
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
+    ClientAddr(source): ClientAddr,
     req: Request,
     endpoint: Endpoint,
 ) -> Response {
@@ -207,7 +219,7 @@ async fn token(
     let result = async {
         let bytes = read_body(req).await?;
         let request = parse_form(&bytes, basic.as_deref(), endpoint).map_err(OAuthFailure::new)?;
-        state.authority.token(&tenant, request).await.map_err(OAuthFailure::new)
+        state.authority.token(&tenant, request, source).await.map_err(OAuthFailure::new)
     }
     .await;
     match result {

@@ -4,15 +4,15 @@
 //! with the code and the client's `state`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, OriginalUri, Path, Query, State};
+use axum::extract::{Form, OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::authority::{AuthorizeError, AuthorizeParams, AuthorizeRequest, Endpoint};
 
 use super::cookies;
-use super::pages::{Page, esc, facts, hidden, sign_in_form};
+use super::pages::{Page, busy, esc, facts, hidden, sign_in_form, too_many_attempts};
+use crate::client_addr::ClientAddr;
 use crate::state::AppState;
 
 type Fields = HashMap<String, String>;
@@ -135,7 +135,7 @@ pub async fn show(
 
 pub async fn submit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(source): ClientAddr,
     Path(tenant): Path<String>,
     uri: OriginalUri,
     headers: HeaderMap,
@@ -149,24 +149,17 @@ pub async fn submit(
         Ok(r) => r,
         Err(e) => return refused(e),
     };
-    if state.password_attempts.blocked(peer.ip()) {
-        let m = format!(
-            "Too many attempts. Wait {} minutes and try again.",
-            state.password_attempts.minutes_left()
-        );
-        return Page::new(
-            "Too many attempts",
-            format!("<h1>Too many attempts</h1><div class=\"error\">{}</div>", esc(&m)),
-        )
-        .status(StatusCode::TOO_MANY_REQUESTS)
-        .into_response();
-    }
     let username = f.get("username").map(String::as_str).unwrap_or("").trim();
     let password = f.get("password").map(String::as_str).unwrap_or("");
-    let user = match state.authority.sign_in(req.tenant.id, username, password).await {
+    let user = match state.authority.sign_in(req.tenant.id, username, password, source).await {
         Ok(u) => u,
+        Err(e) if e.retry_after.is_some() => {
+            return busy(e.retry_after.unwrap_or(1).into()).into_response();
+        }
+        Err(e) if e.is_locked() => {
+            return too_many_attempts(None, true).into_response();
+        }
         Err(_) => {
-            state.password_attempts.failed(peer.ip());
             return sign_in(
                 &state,
                 &headers,

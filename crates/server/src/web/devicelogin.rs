@@ -1,16 +1,17 @@
 //! `/devicelogin`: enter the code, sign in, see which application asks in which directory,
 //! approve or deny.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use mlgate_core::authority::{DeviceProblem, DeviceView};
 use std::collections::HashMap;
 
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use mlgate_core::authority::{DeviceProblem, DeviceSignInError, DeviceView};
+
 use super::cookies::{self, SignedIn};
-use super::limiter::Limiter;
-use super::pages::{Page, error_box, esc, facts, hidden, sign_in_form};
+use super::pages::{
+    Page, busy, error_box, esc, facts, hidden, seconds_until, sign_in_form, too_many_attempts,
+};
+use crate::client_addr::ClientAddr;
 use crate::state::AppState;
 
 type Fields = HashMap<String, String>;
@@ -27,7 +28,42 @@ fn problem_text(p: DeviceProblem) -> &'static str {
         DeviceProblem::WrongTenant => {
             "You signed in with an account from a different directory than the one this code is for."
         }
+        DeviceProblem::TooManyAttempts { .. } => "Too many attempts. Wait and try again.",
     }
+}
+
+/// The answer to a refused code: its own page, or "too many attempts".
+fn code_refused(state: &AppState, headers: &HeaderMap, typed: &str, p: DeviceProblem) -> Page {
+    match p {
+        DeviceProblem::TooManyAttempts { until } => {
+            too_many_attempts(Some(seconds_until(state.authority.directory().now(), until)), false)
+        }
+        p => code_page(state, headers, typed, Some(problem_text(p))),
+    }
+}
+
+/// Any failure of the sign-in step: the same page, status and words whether the code is
+/// unknown, the password wrong or the account locked, so it tells a guesser nothing. It shows
+/// no application or directory (those would say the code exists).
+fn sign_in_failed(state: &AppState, headers: &HeaderMap, typed: &str, username: &str) -> Page {
+    let mut set = HeaderMap::new();
+    let hidden_fields = csrf(state, headers, &mut set) + &hidden("code", typed);
+    let body = format!(
+        "<h1>Sign in</h1>{form}",
+        form = sign_in_form(
+            "/devicelogin/signin",
+            &hidden_fields,
+            username,
+            Some(
+                "We couldn't sign you in. Check the code, your user name and your password; \
+                 after too many attempts, wait a few minutes before trying again."
+            ),
+        ),
+    );
+    let mut page = Page::new("Sign in", body);
+    page.set_cookies = set;
+    page.status = StatusCode::UNAUTHORIZED;
+    page
 }
 
 /// A page with a fresh CSRF token; returns the token's hidden field.
@@ -125,28 +161,11 @@ fn message_page(title: &str, text: &str, ok: bool, status: StatusCode) -> Page {
     Page::new(title, body).status(status)
 }
 
-fn too_many(limiter: &Limiter) -> Page {
-    message_page(
-        "Too many attempts",
-        &format!("Too many attempts. Wait {} minutes and try again.", limiter.minutes_left()),
-        false,
-        StatusCode::TOO_MANY_REQUESTS,
-    )
-}
-
-/// The checks every form post passes first: a matching CSRF token, and an address not over
-/// its limit of failed attempts.
-fn refuse(
-    state: &AppState,
-    headers: &HeaderMap,
-    f: &Fields,
-    limiter: &Limiter,
-    peer: SocketAddr,
-) -> Option<Page> {
-    if !cookies::csrf_ok(state.authority.cookie_key(), headers, f.get("csrf").map(String::as_str)) {
-        return Some(stale_form());
-    }
-    limiter.blocked(peer.ip()).then(|| too_many(limiter))
+/// Every form post must carry a CSRF token matching the browser's cookie.
+fn csrf_refused(state: &AppState, headers: &HeaderMap, f: &Fields) -> Option<Page> {
+    let ok =
+        cookies::csrf_ok(state.authority.cookie_key(), headers, f.get("csrf").map(String::as_str));
+    (!ok).then(stale_form)
 }
 
 fn stale_form() -> Page {
@@ -168,42 +187,37 @@ pub async fn enter(
 
 pub async fn submit_code(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Page {
-    if let Some(refused) = refuse(&state, &headers, &f, &state.code_attempts, peer) {
+    if let Some(refused) = csrf_refused(&state, &headers, &f) {
         return refused;
     }
     let typed = f.get("code").map(String::as_str).unwrap_or("");
-    match state.authority.device_for_user_code(typed).await {
+    match state.authority.device_for_user_code(typed, source).await {
         Ok(view) => sign_in_page(&state, &headers, &view, "", None),
         Err(p) => {
-            state.code_attempts.failed(peer.ip());
             tracing::info!(problem = ?p, "device login: code refused");
-            code_page(&state, &headers, typed, Some(problem_text(p)))
+            code_refused(&state, &headers, typed, p)
         }
     }
 }
 
 pub async fn submit_signin(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Page {
-    if let Some(refused) = refuse(&state, &headers, &f, &state.password_attempts, peer) {
+    if let Some(refused) = csrf_refused(&state, &headers, &f) {
         return refused;
     }
     let typed = f.get("code").map(String::as_str).unwrap_or("");
-    let view = match state.authority.device_for_user_code(typed).await {
-        Ok(v) => v,
-        Err(p) => return code_page(&state, &headers, typed, Some(problem_text(p))),
-    };
     let username = f.get("username").map(String::as_str).unwrap_or("").trim();
     let password = f.get("password").map(String::as_str).unwrap_or("");
-    match state.authority.sign_in(view.tenant.id, username, password).await {
-        Ok(user) => {
+    match state.authority.device_sign_in(typed, username, password, source).await {
+        Ok((view, user)) => {
             let now = state.authority.directory().now().unix_timestamp();
             let ticket = SignedIn {
                 oid: user.object_id,
@@ -222,21 +236,20 @@ pub async fn submit_signin(
             );
             consent_page(&state, &headers, &view, &user.user_principal_name, set)
         }
-        Err(_) => {
-            state.password_attempts.failed(peer.ip());
-            sign_in_page(
-                &state,
-                &headers,
-                &view,
-                username,
-                Some("Your user name or password is incorrect."),
-            )
+        Err(DeviceSignInError::Failed) => {
+            tracing::info!("device login: sign-in refused");
+            sign_in_failed(&state, &headers, typed, username)
         }
+        Err(DeviceSignInError::TooManyAttempts { until }) => {
+            too_many_attempts(Some(seconds_until(state.authority.directory().now(), until)), false)
+        }
+        Err(DeviceSignInError::Busy { retry_after_secs }) => busy(retry_after_secs.into()),
     }
 }
 
 pub async fn submit_consent(
     State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Page {
@@ -268,7 +281,7 @@ pub async fn submit_consent(
         }
     };
     let approve = f.get("decision").map(String::as_str) == Some("approve");
-    match state.authority.decide_device(typed, &user, approve).await {
+    match state.authority.decide_device(typed, &user, approve, source).await {
         Ok(()) if approve => {
             tracing::info!(user = %user.object_id, "device login approved");
             message_page(
@@ -287,6 +300,7 @@ pub async fn submit_consent(
                 StatusCode::OK,
             )
         }
+        Err(p @ DeviceProblem::TooManyAttempts { .. }) => code_refused(&state, &headers, typed, p),
         Err(p) => message_page("Can't continue", problem_text(p), false, StatusCode::BAD_REQUEST),
     }
 }

@@ -3,10 +3,9 @@
 //!
 //! Pages are rendered here with no external assets (they work offline), every form carries a
 //! CSRF token bound to a cookie, cookies are HttpOnly and SameSite=Strict (and Secure over
-//! HTTPS), and failed attempts are rate-limited per client address. Security-critical.
+//! HTTPS); failed codes and passwords are limited in core (`mlgate_core::lockout`). Security-critical.
 
 pub mod authorize;
 pub mod cookies;
 pub mod devicelogin;
-pub mod limiter;
 pub mod pages;

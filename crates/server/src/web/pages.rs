@@ -52,6 +52,8 @@ pub struct Page {
     /// Extra origins forms may post (and be redirected) to, beyond 'self'.
     pub form_targets: &'static str,
     pub set_cookies: HeaderMap,
+    /// Seconds, for a 429 or 503.
+    pub retry_after: Option<u64>,
 }
 
 impl Page {
@@ -62,6 +64,7 @@ impl Page {
             body,
             form_targets: "",
             set_cookies: HeaderMap::new(),
+            retry_after: None,
         }
     }
 
@@ -97,6 +100,9 @@ impl IntoResponse for Page {
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         for v in self.set_cookies.get_all(header::SET_COOKIE) {
             h.append(header::SET_COOKIE, v.clone());
         }
@@ -140,4 +146,47 @@ pub fn sign_in_form(
         action = esc(action),
         hint = esc(login_hint),
     )
+}
+
+/// Seconds from `now` until `until`, at least one.
+pub fn seconds_until(now: time::OffsetDateTime, until: time::OffsetDateTime) -> u64 {
+    u64::try_from((until - now).whole_seconds()).unwrap_or(0).max(1)
+}
+
+/// "Too many attempts": the answer while an address (or an account, for strangers) is locked
+/// out, with `Retry-After` when the end of the lock is known.
+pub fn too_many_attempts(retry_after_secs: Option<u64>, account: bool) -> Page {
+    let what = if account {
+        "Your account is temporarily locked to prevent unauthorized use."
+    } else {
+        "Too many attempts."
+    };
+    let when = match retry_after_secs {
+        Some(secs) => format!("Wait {} minute(s) and try again.", secs.div_ceil(60).max(1)),
+        None => "Try again later.".to_string(),
+    };
+    let text = format!("{what} {when}");
+    let mut page = Page::new(
+        "Too many attempts",
+        format!(
+            "<h1>Too many attempts</h1><div class=\"error\" role=\"alert\">{}</div>",
+            esc(&text)
+        ),
+    )
+    .status(StatusCode::TOO_MANY_REQUESTS);
+    page.retry_after = retry_after_secs;
+    page
+}
+
+/// "Busy": too many password checks at once.
+pub fn busy(retry_after_secs: u64) -> Page {
+    let mut page = Page::new(
+        "Try again",
+        "<h1>Try again</h1><div class=\"error\" role=\"alert\">Too many sign-ins are in progress. \
+         Try again in a moment.</div>"
+            .to_string(),
+    )
+    .status(StatusCode::TOO_MANY_REQUESTS);
+    page.retry_after = Some(retry_after_secs);
+    page
 }
