@@ -45,6 +45,9 @@ pub const BUILTIN_RESOURCES: &[&str] = &[
     "https://login.microsoftonline.com",
 ];
 
+/// Verified access tokens remembered at most (a few MB); the cache starts over when full.
+const VERIFIED_TOKENS: usize = 20_000;
+
 #[derive(Debug, Clone)]
 pub struct AuthorityConfig {
     /// `https://host:port`, no trailing slash: the base of issuers and endpoints.
@@ -245,6 +248,8 @@ pub struct Authority {
     password_lockout: PasswordLockout,
     /// User-code guessing limits (per source, in total).
     code_lockout: CodeLockout,
+    /// Verified access tokens (by SHA-256): the signing key's id and the principal.
+    verified: crate::tokens::VerifiedCache<(String, Principal)>,
 }
 
 enum Subject<'a> {
@@ -266,6 +271,7 @@ impl Authority {
             directory,
             password_lockout: PasswordLockout::new(clock.clone()),
             code_lockout: CodeLockout::new(clock.clone()),
+            verified: crate::tokens::VerifiedCache::new(VERIFIED_TOKENS),
             clock,
             master,
             keys: KeyRing::new(set),
@@ -311,9 +317,21 @@ impl Authority {
         Ok(())
     }
 
-    /// Verifies a bearer token meant for this server's API.
+    /// Verifies a bearer token meant for this server's API. A token verified once is
+    /// remembered until it expires (while the key that signed it is still published), so
+    /// management reads cost a hash lookup rather than an ES256 verification. Revocation is
+    /// unchanged: access tokens are stateless until they expire.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
         let keys = self.keys.current();
+        let digest = sha256(token.as_bytes());
+        if let Some((exp, (kid, principal))) = self.verified.get(&digest)
+            && keys.verifiers.contains_key(&kid)
+        {
+            if crate::tokens::expired(exp, self.clock.now().unix_timestamp()) {
+                return Err(TokenError::Expired);
+            }
+            return Ok(principal);
+        }
         let claims = verify_access_token(
             token,
             &keys,
@@ -324,7 +342,12 @@ impl Authority {
             },
             self.clock.now(),
         )?;
-        Principal::from_claims(claims).ok_or(TokenError::Malformed)
+        let exp = claims.exp;
+        let principal = Principal::from_claims(claims).ok_or(TokenError::Malformed)?;
+        if let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
+            self.verified.insert(digest, exp, (kid, principal.clone()));
+        }
+        Ok(principal)
     }
 
     /// The issuer of a workspace's web-service tokens.

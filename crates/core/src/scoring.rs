@@ -12,7 +12,7 @@
 //! token rather than once per request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
@@ -25,7 +25,7 @@ use crate::rbac::Scope;
 use crate::rbac::catalog::SERVICE_SCORE;
 use crate::secrets::sha256;
 use crate::services::AuthMode;
-use crate::tokens::{CLOCK_SKEW_SECS, TokenError, normalize_resource};
+use crate::tokens::{TokenError, VerifiedCache, expired, normalize_resource};
 
 /// The audience of identity tokens accepted for scoring (Azure ML's).
 pub const SCORING_IDENTITY_AUDIENCE: &str = "https://ml.azure.com";
@@ -65,18 +65,14 @@ struct Entry {
     key_tags: [hmac::Tag; 2],
 }
 
-struct CachedToken {
-    exp: i64,
-    service: String,
-    workspace: WorkspaceId,
-}
 
 pub struct ScoringGate {
     authority: Arc<Authority>,
     access: Arc<Access>,
     entries: RwLock<HashMap<String, Arc<Entry>>>,
     tag_key: hmac::Key,
-    tokens: Mutex<HashMap<[u8; 32], CachedToken>>,
+    /// Verified service tokens: the service (lower case) and workspace each was checked for.
+    tokens: VerifiedCache<(String, WorkspaceId)>,
 }
 
 impl ScoringGate {
@@ -88,7 +84,7 @@ impl ScoringGate {
             access,
             entries: RwLock::default(),
             tag_key,
-            tokens: Mutex::default(),
+            tokens: VerifiedCache::new(TOKEN_CACHE_ENTRIES),
         })
     }
 
@@ -169,18 +165,15 @@ impl ScoringGate {
         let now = self.authority.clock().now().unix_timestamp();
         let digest = sha256(credential);
         let service = service.to_ascii_lowercase();
+        if let Some((exp, (svc, ws))) = self.tokens.get(&digest)
+            && svc == service
+            && ws == entry.workspace
         {
-            let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(hit) = cache.get(&digest)
-                && hit.service == service
-                && hit.workspace == entry.workspace
-            {
-                return if now < hit.exp + CLOCK_SKEW_SECS {
-                    Ok(())
-                } else {
-                    Err(Denied::Invalid(TokenError::Expired.to_string()))
-                };
-            }
+            return if expired(exp, now) {
+                Err(Denied::Invalid(TokenError::Expired.to_string()))
+            } else {
+                Ok(())
+            };
         }
         let token = std::str::from_utf8(credential)
             .map_err(|_| Denied::Invalid(TokenError::Malformed.to_string()))?;
@@ -188,11 +181,7 @@ impl ScoringGate {
             .authority
             .verify_service_token(token, entry.workspace, &entry.scoring_uri)
             .map_err(|e| Denied::Invalid(e.to_string()))?;
-        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= TOKEN_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(digest, CachedToken { exp: claims.exp, service, workspace: entry.workspace });
+        self.tokens.insert(digest, claims.exp, (service, entry.workspace));
         Ok(())
     }
 }
