@@ -3,6 +3,12 @@
 #   .deps/venv  Python venv (adal, msal, azure-identity, PyJWT, pytest, requests)
 #   .deps/node  Node packages (adal-node, jose, @azure/msal-node)
 #   Debian's chromium and chromium-driver, for the sign-in page tests (needs root for apt)
+#   .deps/az-venv   -> a cached venv with azure-cli 2.91 (Microsoft's own CLI)
+#   .deps/aml-venv  -> a cached venv with azureml-core 1.61 (the Azure ML SDK v1)
+# The last two conflict on knack, so each has its own venv. They are large (about 220 and
+# 290 MB, roughly 3 and 1.5 minutes to install on 2 cores), so they live once per machine in
+# ${XDG_CACHE_HOME:-~/.cache}/mlgate-test-deps/<name>-<hash of requirements>, outside the
+# clone, and .deps/ links to them.
 # Idempotent: each part is skipped when its stamp matches the hash of its requirement list.
 set -euo pipefail
 
@@ -47,6 +53,41 @@ else
   py_msg="python venv installed ($VENV)"
 fi
 
+# --- Microsoft's clients, each in its own cached venv -----------------------------------
+AZ_REQS='azure-cli==2.91.*
+pytest
+requests'
+AML_REQS='azureml-core==1.61.*
+pytest
+requests'
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mlgate-test-deps"
+mkdir -p "$CACHE"
+
+# cached_venv NAME REQUIREMENTS: prints what it did; links .deps/NAME-venv to the venv.
+cached_venv() {
+  local name="$1" reqs="$2" hash dir started
+  hash="$(hash_of "$reqs|$(python3 --version 2>&1)" | cut -c1-16)"
+  dir="$CACHE/$name-$hash"
+  (
+    # One installer per venv at a time (CI jobs or a developer's parallel runs).
+    flock 9
+    if [ "$(cat "$dir/.mlgate-stamp" 2>/dev/null || true)" != "$hash" ]; then
+      started=$SECONDS
+      rm -rf "$dir"
+      python3 -m venv "$dir"
+      printf '%s\n' "$reqs" > "$dir/requirements.txt"
+      "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$dir/requirements.txt"
+      printf '%s\n' "$hash" > "$dir/.mlgate-stamp"
+      echo "$name venv installed in $((SECONDS - started)) s ($dir)"
+    else
+      echo "$name venv up to date"
+    fi
+  ) 9>"$CACHE/$name.lock"
+  ln -sfn "$dir" "$DEPS/$name-venv"
+}
+az_msg="$(cached_venv az "$AZ_REQS")"
+aml_msg="$(cached_venv aml "$AML_REQS")"
+
 # --- Node -----------------------------------------------------------------
 node_hash="$(hash_of "$NODE_PKG|$(node --version 2>&1)")"
 node_stamp="$NODE_DIR/.mlgate-stamp"
@@ -72,4 +113,4 @@ else
   browser_msg="chromium installed"
 fi
 
-echo "setup-test-deps: $py_msg; $node_msg; $browser_msg"
+echo "setup-test-deps: $py_msg; $az_msg; $aml_msg; $node_msg; $browser_msg"

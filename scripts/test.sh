@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (a Python venv and
 # Node packages under .deps/, git-ignored), runs the Rust suite (unit tests and the one
-# integration binary), then the client-compatibility suite, where the real ADAL, MSAL,
-# azure-identity, adal-node, msal-node, PyJWT and jose libraries talk to a live `mlgate serve`.
+# integration binary), then the client-compatibility suites, where the real ADAL, MSAL,
+# azure-identity, adal-node, msal-node, PyJWT and jose libraries, and Microsoft's own Azure CLI
+# and Azure ML SDK, talk to a live `mlgate serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,3 +11,4 @@ bash scripts/setup-test-deps.sh
 cargo test --workspace --locked
 cargo build --locked -p mlgate-cli
 bash scripts/compat.sh target/debug/mlgate
+bash scripts/compat-azure.sh target/debug/mlgate

@@ -249,6 +249,19 @@ impl Access {
         role: &str,
         scope: &str,
     ) -> Result<AssignmentView, Error> {
+        self.put_assignment(caller, RoleAssignmentId::new_random(), assignee, role, scope).await
+    }
+
+    /// ARM's `PUT {scope}/providers/Microsoft.Authorization/roleAssignments/{id}`: the client
+    /// chooses the id. Putting the same assignment under the same id again is a no-op.
+    pub async fn put_assignment(
+        &self,
+        caller: &Principal,
+        id: RoleAssignmentId,
+        assignee: &str,
+        role: &str,
+        scope: &str,
+    ) -> Result<AssignmentView, Error> {
         let scope = Self::parse_scope(scope)?;
         self.authorize(caller, ROLE_ASSIGNMENT_WRITE, &scope)?;
         self.ensure_scope_exists(caller, &scope).await?;
@@ -266,8 +279,16 @@ impl Access {
             )));
         }
         let (principal, principal_type) = self.resolve_principal(caller, assignee).await?;
+        if let Some(same) = self.engine.assignments(|a| a.id == id).into_iter().next() {
+            if same.principal == principal && same.role == role.id && same.scope == scope {
+                return Ok(self.view(&same));
+            }
+            return Err(Error::Conflict(format!(
+                "The role assignment '{id}' already exists with other properties; role                  assignments cannot be changed, delete it first."
+            )));
+        }
         let record = RoleAssignmentRecord {
-            id: RoleAssignmentId::new_random(),
+            id,
             tenant_id: caller.tenant_id,
             principal_id: principal,
             principal_type,
@@ -352,17 +373,96 @@ impl Access {
         self.engine.roles_for(caller.tenant_id)
     }
 
+    /// The roles that can be assigned at `scope` or below it: the built-ins and the tenant's
+    /// custom roles whose assignable scopes cover or lie under it (ARM's listing at a scope).
+    pub fn role_definitions_at(
+        &self,
+        caller: &Principal,
+        scope: &Scope,
+    ) -> Vec<Arc<RoleDefinition>> {
+        self.engine
+            .roles_for(caller.tenant_id)
+            .into_iter()
+            .filter(|r| {
+                r.assignable_scopes.iter().any(|a| scope.is_within(a) || a.is_within(scope))
+            })
+            .collect()
+    }
+
+    /// ARM's assignment listing at a scope: the assignments at it, above it and (unless
+    /// `at_scope_only`, `$filter=atScope()`) below it, optionally of one principal, among those
+    /// the caller may read.
+    pub fn assignments_at(
+        &self,
+        caller: &Principal,
+        scope: &Scope,
+        at_scope_only: bool,
+        principal: Option<ObjectId>,
+    ) -> Vec<AssignmentView> {
+        let read = match action(ROLE_ASSIGNMENT_READ) {
+            Ok(a) => a,
+            Err(_) => return Vec::new(),
+        };
+        let mut out: Vec<AssignmentView> = self
+            .engine
+            .assignments(|a| {
+                principal.is_none_or(|p| a.principal == p)
+                    && (scope.is_within(&a.scope) || (!at_scope_only && a.scope.is_within(scope)))
+                    && (!self.enforce
+                        || self.engine.authorize(caller.object_id, &read, &a.scope).is_ok())
+            })
+            .iter()
+            .map(|a| self.view(a))
+            .collect();
+        out.sort_by(|a, b| {
+            (a.scope.to_ascii_lowercase(), &a.role_name, a.id).cmp(&(
+                b.scope.to_ascii_lowercase(),
+                &b.role_name,
+                b.id,
+            ))
+        });
+        out
+    }
+
+    /// One assignment by id, if the caller may read it.
+    pub fn assignment(
+        &self,
+        caller: &Principal,
+        id: RoleAssignmentId,
+    ) -> Result<AssignmentView, Error> {
+        let not_found = || Error::NotFound(format!("The role assignment '{id}' is not found."));
+        let found =
+            self.engine.assignments(|a| a.id == id).into_iter().next().ok_or_else(not_found)?;
+        self.authorize(caller, ROLE_ASSIGNMENT_READ, &found.scope)?;
+        Ok(self.view(&found))
+    }
+
     /// `az role definition create`: Azure's JSON, verbatim.
     pub async fn create_role_definition(
         &self,
         caller: &Principal,
         file: &RoleDefinitionFile,
     ) -> Result<Arc<RoleDefinition>, Error> {
-        let role = RoleDefinition::custom(file, RoleDefinitionId::new_random(), caller.tenant_id)
-            .map_err(Error::InvalidInput)?;
+        self.create_role_definition_with_id(caller, RoleDefinitionId::new_random(), file).await
+    }
+
+    /// ARM's `PUT .../roleDefinitions/{id}`: the client chooses the id.
+    pub async fn create_role_definition_with_id(
+        &self,
+        caller: &Principal,
+        id: RoleDefinitionId,
+        file: &RoleDefinitionFile,
+    ) -> Result<Arc<RoleDefinition>, Error> {
+        let role =
+            RoleDefinition::custom(file, id, caller.tenant_id).map_err(Error::InvalidInput)?;
         for scope in &role.assignable_scopes {
             self.ensure_scope_exists(caller, scope).await?;
             self.authorize(caller, ROLE_DEFINITION_WRITE, scope)?;
+        }
+        if self.engine.role(id).is_some() {
+            return Err(Error::Conflict(format!(
+                "A role definition with id '{id}' already exists; it cannot be changed here."
+            )));
         }
         if self.engine.find_role(caller.tenant_id, &role.name).is_some() {
             return Err(Error::Conflict(format!(

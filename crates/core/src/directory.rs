@@ -12,7 +12,9 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::ids::{AppId, ObjectId, SecretId, SubscriptionId, TenantId};
 use crate::keys::{MasterKey, new_signing_key};
-use crate::model::{ClientSecret, KeyState, ServicePrincipal, Subscription, Tenant, User};
+use crate::model::{
+    Application, ClientSecret, KeyState, ServicePrincipal, Subscription, Tenant, User,
+};
 use crate::password::hash_password;
 use crate::principal::Principal;
 use crate::secrets::{hint, new_client_secret, sha256};
@@ -244,7 +246,11 @@ impl Directory {
         let Some(principal) = self.store.service_principal_by_app_id(tenant, app_id).await? else {
             return Ok(None);
         };
-        let secrets = self.store.secrets_of(principal.object_id).await?;
+        let mut secrets = self.store.secrets_of(principal.object_id).await?;
+        // Graph puts `create-for-rbac`'s secret on the application object: it is as good.
+        if let Some(app) = self.store.application_by_app_id(tenant, app_id).await? {
+            secrets.extend(self.store.application_secrets(app.object_id).await?);
+        }
         let entry = Arc::new(ClientEntry { principal, secrets });
         self.clients.put(key, now, entry.clone());
         Ok(Some(entry))
@@ -404,7 +410,16 @@ impl Directory {
             created_at: self.clock.now(),
         };
         let (secret, record) = self.new_secret(sp.object_id, Some(expires_at));
-        self.store.insert_service_principal(&sp, Some(&record)).await?;
+        // Graph's two objects, made together: the application and its principal.
+        let app = Application {
+            object_id: ObjectId::new_random(),
+            app_id: sp.app_id,
+            tenant_id: sp.tenant_id,
+            display_name: sp.display_name.clone(),
+            owner: sp.owner,
+            created_at: sp.created_at,
+        };
+        self.store.insert_application(&app, Some(&sp), Some(&record)).await?;
         Ok(NewSecret { principal: sp, secret, record })
     }
 
@@ -518,8 +533,13 @@ impl Directory {
         Ok(self.store.list_users(caller.tenant_id).await?)
     }
 
+    /// Forgets a cached client at once (its principal or secrets changed).
+    pub fn invalidate_client(&self, tenant: TenantId, app_id: AppId) {
+        self.clients.invalidate(&(tenant, app_id));
+    }
+
     /// Owners and directory administrators manage a principal; nobody manages the CLI's.
-    async fn ensure_can_manage(
+    pub(crate) async fn ensure_can_manage(
         &self,
         caller: &Principal,
         sp: &ServicePrincipal,
@@ -542,7 +562,8 @@ impl Directory {
         })
     }
 
-    /// Deletes the principal, its secrets and its role assignments; returns its object id.
+    /// Deletes the principal, its secrets and its role assignments, and its application object
+    /// (mlgate's API shows the two as one); returns the principal's object id.
     pub async fn delete_service_principal(
         &self,
         caller: &Principal,
@@ -550,7 +571,12 @@ impl Directory {
     ) -> Result<ObjectId, Error> {
         let (sp, _) = self.find_service_principal(caller, id).await?;
         self.ensure_can_manage(caller, &sp).await?;
-        self.store.delete_service_principal(sp.tenant_id, sp.object_id).await?;
+        match self.store.application_by_app_id(sp.tenant_id, sp.app_id).await? {
+            Some(app) => {
+                self.store.delete_application(sp.tenant_id, app.object_id).await?;
+            }
+            None => self.store.delete_service_principal(sp.tenant_id, sp.object_id).await?,
+        }
         self.clients.invalidate(&(sp.tenant_id, sp.app_id));
         Ok(sp.object_id)
     }

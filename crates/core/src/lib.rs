@@ -9,6 +9,7 @@
 //!   hashing, argon2id passwords, signing keys encrypted at rest under a master key.
 //! - [`tokens`]: JWT issuing (cached ES256 key pair) and verification.
 //! - [`directory`]: bootstrap and the directory's use cases (service principals, credentials).
+//! - [`applications`]: Graph's application objects beside their service principals (`az ad`).
 //! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
 //! - [`error`]: the one error type of the management use cases.
 //!
@@ -16,6 +17,7 @@
 //! responses; the store crate fills its traits.
 
 pub mod access;
+pub mod applications;
 pub mod authority;
 pub mod clock;
 pub mod directory;

@@ -342,3 +342,16 @@ pub struct CustomRoleRecord {
     pub definition_json: String,
     pub created_at: OffsetDateTime,
 }
+
+/// An application registration, Graph's `application` object: its own object id, the appId
+/// its service principal shares, and secrets of its own (`addPassword` on the application).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub object_id: ObjectId,
+    pub app_id: AppId,
+    pub tenant_id: TenantId,
+    pub display_name: String,
+    /// Who created it; the owner and directory administrators may manage it.
+    pub owner: Option<ObjectId>,
+    pub created_at: OffsetDateTime,
+}

@@ -10,9 +10,10 @@ use crate::ids::{
     WorkspaceId,
 };
 use crate::model::{
-    AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState,
-    ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord, SealedServiceKeys, Service,
-    ServicePrincipal, ServiceState, SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    Application, AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization,
+    DeviceState, ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
+    SealedServiceKeys, Service, ServicePrincipal, ServiceState, SigningKeyRecord, Subscription,
+    Tenant, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,7 @@ pub trait DirectoryStore: Send + Sync {
         id: ObjectId,
         enabled: bool,
     ) -> StoreResult<()>;
-    /// Deletes the principal and its secrets.
+    /// Deletes the principal, its secrets and its role assignments: one transaction.
     async fn delete_service_principal(&self, tenant: TenantId, id: ObjectId) -> StoreResult<()>;
     async fn secrets_of(&self, principal: ObjectId) -> StoreResult<Vec<ClientSecret>>;
     /// Adds `secret`; unless `keep_existing`, removes the others in the same transaction.
@@ -277,6 +278,47 @@ pub trait ServiceStore: Send + Sync {
     async fn put_service_keys(&self, name: &str, keys: &SealedServiceKeys) -> StoreResult<()>;
 }
 
+/// Graph's application objects, kept apart from their service principals (two object ids,
+/// one appId) so that `az ad` can create, rename and delete each on its own.
+#[async_trait]
+pub trait ApplicationStore: Send + Sync {
+    /// Inserts the application and, in the same transaction, its service principal and that
+    /// principal's first secret. `Conflict` when the tenant already has the appId.
+    async fn insert_application(
+        &self,
+        app: &Application,
+        sp: Option<&ServicePrincipal>,
+        sp_secret: Option<&ClientSecret>,
+    ) -> StoreResult<()>;
+    async fn application(&self, tenant: TenantId, id: ObjectId)
+    -> StoreResult<Option<Application>>;
+    async fn application_by_app_id(
+        &self,
+        tenant: TenantId,
+        app_id: AppId,
+    ) -> StoreResult<Option<Application>>;
+    async fn list_applications(&self, tenant: TenantId) -> StoreResult<Vec<Application>>;
+    async fn rename_application(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+        display_name: &str,
+    ) -> StoreResult<()>;
+    /// Deletes the application, its secrets, its service principal (if any) with the
+    /// principal's secrets and role assignments: one transaction. Returns the deleted
+    /// principal's object id.
+    async fn delete_application(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+    ) -> StoreResult<Option<ObjectId>>;
+    /// The application's own secrets (`ClientSecret::principal` is the application's id).
+    async fn application_secrets(&self, application: ObjectId) -> StoreResult<Vec<ClientSecret>>;
+    async fn add_application_secret(&self, secret: &ClientSecret) -> StoreResult<()>;
+    /// Removes one secret of a principal or an application; `NotFound` if it has no such key.
+    async fn remove_secret(&self, owner: ObjectId, key: crate::ids::SecretId) -> StoreResult<()>;
+}
+
 /// Content-addressed file storage (model files): the key is the SHA-256 of the bytes.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -322,6 +364,7 @@ pub trait Store:
     + FlowStore
     + ModelStore
     + ServiceStore
+    + ApplicationStore
     + Send
     + Sync
     + 'static

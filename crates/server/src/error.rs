@@ -30,6 +30,20 @@ pub enum ApiError {
     MethodNotAllowed,
     /// Too much at once: 503 with `Retry-After`.
     Busy(String),
+    /// An error whose code a client tests for by name (Azure's `RoleAssignmentExists`,
+    /// Graph's `Request_ResourceNotFound`, ...), in the same `{"error": {"code", "message"}}`.
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+    /// Azure ML model management's error: the `{"error": ...}` shape plus the top-level
+    /// `code`, `statusCode` and `message` its SDK's model client reads.
+    ModelManagement {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl From<mlgate_core::Error> for ApiError {
@@ -99,6 +113,17 @@ impl IntoResponse for ApiError {
                 resp
             }
             ApiError::BadRequest(m) => body(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m),
+            ApiError::Coded { status, code, message } => body(status, code, message),
+            ApiError::ModelManagement { status, code, message } => (
+                status,
+                Json(serde_json::json!({
+                    "code": code,
+                    "statusCode": status.as_u16(),
+                    "message": message,
+                    "error": {"code": code, "message": message},
+                })),
+            )
+                .into_response(),
             ApiError::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 codes::METHOD_NOT_ALLOWED,

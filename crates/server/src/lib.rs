@@ -278,6 +278,10 @@ impl Server {
             clock.clone(),
             config.service_token_lifetime,
         )?);
+        let applications = Arc::new(mlgate_core::applications::Applications::new(
+            directory.clone(),
+            clock.clone(),
+        ));
         let resources = Arc::new(Resources::new(directory, access.clone(), clock));
         let sandbox = mlgate_serving::sandbox::Sandbox::probe(
             config.sandbox_launcher.as_deref(),
@@ -325,6 +329,8 @@ impl Server {
             services,
             serving,
             deployer,
+            applications,
+            operations: Arc::new(routes::mms::Operations::default()),
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use mlgate_core::access::Access;
+use mlgate_core::applications::Applications;
 use mlgate_core::authority::Authority;
 use mlgate_core::models::Models;
 use mlgate_core::resources::Resources;
@@ -18,6 +19,10 @@ pub struct AppState {
     pub resources: Arc<Resources>,
     pub models: Arc<Models>,
     pub services: Arc<Services>,
+    /// Graph's application objects (`az ad`).
+    pub applications: Arc<Applications>,
+    /// Model-management operations (`Operation-Location`) the Azure ML SDK polls.
+    pub operations: Arc<crate::routes::mms::Operations>,
     /// The services running in this process.
     pub serving: Arc<ServingHost>,
     /// Starts, restores and stops them.

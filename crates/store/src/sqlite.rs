@@ -12,14 +12,14 @@ use mlgate_core::ids::{
     WorkspaceId,
 };
 use mlgate_core::model::{
-    AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization, DeviceState, KeyState,
-    ModelVersion, PrincipalType, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
-    SealedServiceKeys, Service, ServicePrincipal, ServiceState, SigningKeyRecord, Subscription,
-    Tenant, User, Workspace,
+    Application, AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization,
+    DeviceState, KeyState, ModelVersion, PrincipalType, RefreshGrant, ResourceGroup,
+    RoleAssignmentRecord, SealedServiceKeys, Service, ServicePrincipal, ServiceState,
+    SigningKeyRecord, Subscription, Tenant, User, Workspace,
 };
 use mlgate_core::store::{
-    Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment, KeyStore, ModelStore,
-    RbacStore, ResourceStore, ServiceStore, Store, StoreError, StoreResult,
+    ApplicationStore, Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment,
+    KeyStore, ModelStore, RbacStore, ResourceStore, ServiceStore, Store, StoreError, StoreResult,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_models.sql")),
     (6, include_str!("../migrations/sqlite/0006_services.sql")),
     (7, include_str!("../migrations/sqlite/0007_service_keys.sql")),
+    (8, include_str!("../migrations/sqlite/0008_applications.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -575,14 +576,23 @@ impl DirectoryStore for SqliteStore {
     }
 
     async fn delete_service_principal(&self, tenant: TenantId, id: ObjectId) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done =
             sqlx::query("DELETE FROM service_principals WHERE tenant_id = ? AND object_id = ?")
                 .bind(tenant.to_string())
                 .bind(id.to_string())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM role_assignments WHERE principal_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn secrets_of(&self, principal: ObjectId) -> StoreResult<Vec<ClientSecret>> {
@@ -1614,5 +1624,212 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
+    }
+}
+
+fn application_from(row: &SqliteRow) -> StoreResult<Application> {
+    let owner: Option<String> = row.try_get("owner").map_err(map_err)?;
+    Ok(Application {
+        object_id: parse(row, "object_id")?,
+        app_id: parse(row, "app_id")?,
+        tenant_id: parse(row, "tenant_id")?,
+        display_name: row.try_get("display_name").map_err(map_err)?,
+        owner: owner
+            .map(|o| o.parse::<ObjectId>())
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("owner".into()))?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+    })
+}
+
+fn application_secret_from(row: &SqliteRow) -> StoreResult<ClientSecret> {
+    let expires: Option<i64> = row.try_get("expires_at").map_err(map_err)?;
+    Ok(ClientSecret {
+        id: parse::<SecretId>(row, "id")?,
+        principal: parse(row, "application")?,
+        digest: digest32(row.try_get("digest").map_err(map_err)?)?,
+        hint: row.try_get("hint").map_err(map_err)?,
+        display_name: row.try_get("display_name").map_err(map_err)?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        expires_at: expires.map(from_ts).transpose()?,
+    })
+}
+
+#[async_trait]
+impl ApplicationStore for SqliteStore {
+    async fn insert_application(
+        &self,
+        app: &Application,
+        sp: Option<&ServicePrincipal>,
+        sp_secret: Option<&ClientSecret>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO applications (object_id, app_id, tenant_id, display_name, owner, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(app.object_id.to_string())
+        .bind(app.app_id.to_string())
+        .bind(app.tenant_id.to_string())
+        .bind(&app.display_name)
+        .bind(app.owner.map(|o| o.to_string()))
+        .bind(ts(app.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(sp) = sp {
+            insert_sp(&mut *tx, sp).await?;
+        }
+        if let Some(s) = sp_secret {
+            insert_secret(&mut *tx, s).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn application(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+    ) -> StoreResult<Option<Application>> {
+        let row = sqlx::query("SELECT * FROM applications WHERE tenant_id = ? AND object_id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(application_from).transpose()
+    }
+
+    async fn application_by_app_id(
+        &self,
+        tenant: TenantId,
+        app_id: AppId,
+    ) -> StoreResult<Option<Application>> {
+        let row = sqlx::query("SELECT * FROM applications WHERE tenant_id = ? AND app_id = ?")
+            .bind(tenant.to_string())
+            .bind(app_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(application_from).transpose()
+    }
+
+    async fn list_applications(&self, tenant: TenantId) -> StoreResult<Vec<Application>> {
+        let rows = sqlx::query(
+            "SELECT * FROM applications WHERE tenant_id = ? ORDER BY display_name, object_id",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(application_from).collect()
+    }
+
+    async fn rename_application(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+        display_name: &str,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE applications SET display_name = ? WHERE tenant_id = ? AND object_id = ?",
+        )
+        .bind(display_name)
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_application(
+        &self,
+        tenant: TenantId,
+        id: ObjectId,
+    ) -> StoreResult<Option<ObjectId>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query("SELECT * FROM applications WHERE tenant_id = ? AND object_id = ?")
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let app = row.as_ref().map(application_from).transpose()?.ok_or(StoreError::NotFound)?;
+        let sp: Option<String> = sqlx::query_scalar(
+            "SELECT object_id FROM service_principals WHERE tenant_id = ? AND app_id = ?",
+        )
+        .bind(tenant.to_string())
+        .bind(app.app_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(sp) = &sp {
+            sqlx::query("DELETE FROM service_principals WHERE object_id = ?")
+                .bind(sp)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            sqlx::query("DELETE FROM role_assignments WHERE principal_id = ?")
+                .bind(sp)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        sqlx::query("DELETE FROM applications WHERE object_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        sp.map(|s| s.parse::<ObjectId>().map_err(|_| StoreError::Corrupt("object_id".into())))
+            .transpose()
+    }
+
+    async fn application_secrets(&self, application: ObjectId) -> StoreResult<Vec<ClientSecret>> {
+        let rows = sqlx::query(
+            "SELECT * FROM application_secrets WHERE application = ? ORDER BY created_at",
+        )
+        .bind(application.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(application_secret_from).collect()
+    }
+
+    async fn add_application_secret(&self, s: &ClientSecret) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO application_secrets (id, application, digest, hint, display_name, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.principal.to_string())
+        .bind(s.digest.to_vec())
+        .bind(&s.hint)
+        .bind(&s.display_name)
+        .bind(ts(s.created_at))
+        .bind(s.expires_at.map(ts))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn remove_secret(&self, owner: ObjectId, key: SecretId) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let a = sqlx::query("DELETE FROM client_secrets WHERE principal = ? AND id = ?")
+            .bind(owner.to_string())
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let b = sqlx::query("DELETE FROM application_secrets WHERE application = ? AND id = ?")
+            .bind(owner.to_string())
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        if a.rows_affected() + b.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod at_rest;
+mod azure;
 mod bounded;
 mod cli;
 mod forged_tokens;

@@ -107,7 +107,7 @@ pub fn workspace_json(ws: &model::Workspace, public_url: &str) -> proto::Workspa
             friendly_name: ws.friendly_name.clone(),
             creation_time: ws.created_at.format(&Rfc3339).unwrap_or_default(),
             provisioning_state: "Succeeded".into(),
-            discovery_url: public_url.to_string(),
+            discovery_url: format!("{public_url}/discovery/workspaces/{}", ws.id),
         },
     }
 }
@@ -160,6 +160,13 @@ pub async fn handle(
     let rest = path.get("/subscriptions/".len()..).unwrap_or_default();
     let not_found =
         || ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into()));
+    // Microsoft.Authorization at any scope, and the inventory reads (resources, providers).
+    if let Some(t) = super::authorization::target(rest) {
+        return super::authorization::handle(&state, &p, method, t, &query, req).await;
+    }
+    if let Some(t) = super::inventory::target(rest) {
+        return super::inventory::handle(&state, &p, method, t, &query).await;
+    }
     let target = parse(rest).ok_or_else(not_found)?;
     if let ArmPath::Child { sub, rg, ws, rest } = target {
         if rest.first().is_some_and(|r| r.eq_ignore_ascii_case("services")) {

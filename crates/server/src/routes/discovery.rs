@@ -57,7 +57,7 @@ const GRANTS: &[&str] = &[
 ];
 
 /// The v1 and v2 documents differ only in their paths, issuer and scopes.
-fn document(state: &AppState, seg: &str, v2: bool) -> Result<Response, OAuthFailure> {
+pub(crate) fn document(state: &AppState, seg: &str, v2: bool) -> Result<Response, OAuthFailure> {
     let t = tenant(state, seg)?;
     let base = format!("{}/{}", state.public_url, t.id);
     let (v, keys, issuer) = if v2 {

@@ -2,12 +2,18 @@
 //! domain, shape the answer.
 
 pub mod arm;
+pub mod authorization;
 pub mod directory;
 pub mod discovery;
+pub mod graph;
 pub mod health;
+pub mod inventory;
 pub mod json;
+pub mod metadata;
+pub mod mms;
 pub mod models;
 pub mod oauth;
+pub mod odata;
 pub mod openapi;
 pub mod rbac;
 pub mod services;
@@ -30,6 +36,24 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn lowercase_arm_root(mut req: Request) -> Request {
+    // `az cloud register` keeps the user's trailing slash, so paths may arrive as `//...`.
+    if req.uri().path().contains("//") {
+        let pq = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        let (path, query) = pq.split_once('?').map_or((pq, None), |(p, q)| (p, Some(q)));
+        let mut collapsed = String::with_capacity(pq.len());
+        for c in path.chars() {
+            if !(c == '/' && collapsed.ends_with('/')) {
+                collapsed.push(c);
+            }
+        }
+        if let Some(q) = query {
+            collapsed.push('?');
+            collapsed.push_str(q);
+        }
+        if let Ok(uri) = collapsed.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
     let path = req.uri().path();
     let is_arm = path.len() >= 14
         && path.as_bytes()[0] == b'/'
@@ -90,6 +114,19 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
         .route("/api/v1/tenants", get(directory::list_tenants).post(directory::create_tenant))
         .route("/api/v1/tenants/members", post(directory::add_member))
+        // What Microsoft's own clients discover and call (az, azureml-core): cloud metadata,
+        // the AD FS-shaped sign-in documents, Graph, and Azure ML model management.
+        .route("/metadata/endpoints", get(metadata::endpoints))
+        .route("/adfs/.well-known/openid-configuration", get(metadata::adfs_home))
+        .route("/adfs/{tenant}/.well-known/openid-configuration", get(metadata::adfs_tenant))
+        .route(
+            "/adfs/{label}/{tenant}/.well-known/openid-configuration",
+            get(metadata::adfs_labelled),
+        )
+        .route("/discovery/workspaces/{id}", get(metadata::workspace_services))
+        .route("/tenants", get(inventory::tenants))
+        .route("/v1.0/{*rest}", any(graph::handle))
+        .route("/modelmanagement/v1.0/subscriptions/{*rest}", any(mms::handle))
         .route("/subscriptions", get(directory::subscriptions))
         .route("/subscriptions/{*rest}", any(arm::handle))
         .route("/api/v1/roleAssignments", get(rbac::list_assignments).post(rbac::create_assignment))
