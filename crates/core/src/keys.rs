@@ -39,9 +39,10 @@ pub enum KeyError {
     Sign,
 }
 
-/// The AES-256-GCM key that seals private keys at rest, and an HMAC key derived from it for
-/// the sign-in pages' cookies (so every node sharing the master key accepts them).
-pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key);
+/// The AES-256-GCM key that seals private keys at rest, and HMAC keys derived from it for the
+/// sign-in pages' cookies and for signed upload URLs (so every node sharing the master key
+/// accepts them).
+pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,12 +67,19 @@ impl MasterKey {
         }
         let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| KeyError::MasterKey("rejected by AES-256-GCM".into()))?;
-        let derived = aws_lc_rs::hmac::sign(
-            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes),
-            b"mlgate web cookies v1",
-        );
-        let cookie_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref());
-        Ok(Self(LessSafeKey::new(key), cookie_key))
+        let master = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes);
+        let derive = |purpose: &[u8]| {
+            let derived = aws_lc_rs::hmac::sign(&master, purpose);
+            aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref())
+        };
+        let cookie_key = derive(b"mlgate web cookies v1");
+        let upload_key = derive(b"mlgate upload urls v1");
+        Ok(Self(LessSafeKey::new(key), cookie_key, upload_key))
+    }
+
+    /// The key that signs upload URLs (`startPendingUpload`'s SAS-like tokens).
+    pub fn upload_key(&self) -> &aws_lc_rs::hmac::Key {
+        &self.2
     }
 
     /// The key that signs the sign-in pages' cookies and CSRF tokens.

@@ -267,7 +267,7 @@ impl Server {
         let models = Arc::new(mlgate_core::models::Models::new(
             directory.clone(),
             access.clone(),
-            blobs,
+            blobs.clone(),
             clock.clone(),
         ));
         let authority = Arc::new(authority);
@@ -278,6 +278,20 @@ impl Server {
             clock.clone(),
             config.service_token_lifetime,
         )?);
+        let code = Arc::new(mlgate_core::code::CodeAssets::new(
+            directory.clone(),
+            access.clone(),
+            authority.clone(),
+            blobs,
+            clock.clone(),
+        ));
+        let endpoints = Arc::new(mlgate_core::endpoints::OnlineEndpoints::new(
+            directory.clone(),
+            access.clone(),
+            services.clone(),
+            code.clone(),
+            clock.clone(),
+        ));
         let applications = Arc::new(mlgate_core::applications::Applications::new(
             directory.clone(),
             clock.clone(),
@@ -331,6 +345,9 @@ impl Server {
             deployer,
             applications,
             operations: Arc::new(routes::mms::Operations::default()),
+            endpoints,
+            code,
+            arm_operations: Arc::new(routes::online::ArmOperations::default()),
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),
