@@ -223,6 +223,23 @@ impl OnlineEndpoints {
         })
     }
 
+    /// Checks `action` on the endpoint (or its deployment) before a face reads the request's
+    /// body, so a caller without access learns nothing from a validation error.
+    pub fn authorize(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+        deployment: Option<&str>,
+        action: &str,
+    ) -> Result<(), Error> {
+        let scope = match deployment {
+            Some(d) => Self::deployment_scope(ws, name, d)?,
+            None => Self::scope(ws, name)?,
+        };
+        self.access.authorize(caller, action, &scope)
+    }
+
     pub async fn list(
         &self,
         caller: &Principal,

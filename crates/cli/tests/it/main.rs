@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod models;
 mod oauth;
+mod online;
 mod rbac;
 mod sandbox;
 mod service_auth;

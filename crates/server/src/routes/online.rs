@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use mlgate_core::endpoints::{Deployment, DeploymentSpec, Endpoint, EndpointSpec};
 use mlgate_core::models::WorkspaceRef;
 use mlgate_core::principal::Principal;
+use mlgate_core::rbac::catalog;
 use mlgate_core::services::{AuthMode, KeySlot, Rollout, deployment_config};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
@@ -511,6 +512,7 @@ pub async fn handle(
             Ok(Json(endpoint_json(state, w, &ep.get(p, w, seg[1]).await?)).into_response())
         }
         (Method::PUT, 2) => {
+            ep.authorize(p, w, seg[1], None, catalog::ENDPOINT_WRITE)?;
             let spec = endpoint_spec(&read_json(req).await?)?;
             let (e, created) = ep.put(p, w, seg[1], spec).await?;
             tracing::info!(endpoint = %e.name, by = %p.object_id, created, "online endpoint put");
@@ -519,6 +521,7 @@ pub async fn handle(
         }
         (Method::PATCH, 2) => {
             // Azure's partial update: tags (and identity, which mlgate has none of).
+            ep.authorize(p, w, seg[1], None, catalog::ENDPOINT_WRITE)?;
             let body = read_json(req).await?;
             let e = ep.get(p, w, seg[1]).await?;
             let spec = EndpointSpec {
@@ -544,6 +547,7 @@ pub async fn handle(
             Ok(Json(json!({"primaryKey": k.primary, "secondaryKey": k.secondary})).into_response())
         }
         (Method::POST, 3) if is(2, "regenerateKeys") => {
+            ep.authorize(p, w, seg[1], None, catalog::ENDPOINT_REGENERATE_KEYS)?;
             let body = read_json(req).await?;
             let slot: KeySlot = body
                 .get("keyType")
@@ -578,6 +582,7 @@ pub async fn handle(
             Ok(Json(deployment_json(state, w, &e, &d)).into_response())
         }
         (Method::PUT, 4) if is(2, "deployments") => {
+            ep.authorize(p, w, seg[1], Some(seg[3]), catalog::DEPLOYMENT_WRITE)?;
             let spec = deployment_spec(&read_json(req).await?, w)?;
             let put = ep.put_deployment(p, w, seg[1], seg[3], spec).await?;
             let Some(d) = put.endpoint.deployment.clone() else {
@@ -653,7 +658,7 @@ async fn operation(
         mlgate_core::resources::workspace_scope(sub, w.resource_group, w.workspace)?.as_str(),
         op.endpoint
     ))?;
-    state.access.authorize(p, mlgate_core::rbac::catalog::ENDPOINT_READ, &scope)?;
+    state.access.authorize(p, catalog::ENDPOINT_READ, &scope)?;
     let (status, error) = match op.kind {
         OpKind::Done => ("Succeeded", None),
         OpKind::Deploy => match state.endpoints.get(p, w, &op.endpoint).await {
