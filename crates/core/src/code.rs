@@ -417,6 +417,16 @@ impl CodeAssets {
             .collect())
     }
 
+    /// Checks a caller may write a code asset, before a face reads the request's body.
+    pub fn authorize_write(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+    ) -> Result<(), Error> {
+        self.access.authorize(caller, CODE_WRITE, &Self::scope(ws, name)?)
+    }
+
     /// Checks a caller may read a code asset (a deployment naming it).
     pub(crate) fn authorize_read(
         &self,

@@ -294,7 +294,7 @@ impl OnlineEndpoints {
         for (dep, pct) in &spec.traffic {
             let ours = deployment.is_some_and(|d| d.name.eq_ignore_ascii_case(dep));
             match (ours, *pct) {
-                (true, 100) | (_, 0) => {}
+                (true, 100) | (false, 0) => {}
                 (true, _) => {
                     return Err(Error::InvalidInput(format!(
                         "an mlgate endpoint has one deployment, which takes all its traffic: \

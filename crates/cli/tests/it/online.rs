@@ -262,9 +262,13 @@ async fn online_endpoints_are_the_web_services_in_arms_shape() {
         )
         .await;
     assert_eq!((st, e["error"]["code"].as_str()), (409, Some("Conflict")), "{e}");
-    for (traffic, want) in
-        [(json!({"blue": 100}), 200), (json!({"blue": 50}), 400), (json!({"green": 100}), 400)]
-    {
+    for (traffic, want) in [
+        (json!({"blue": 100}), 200),
+        (json!({"blue": 50}), 400),
+        (json!({"blue": 0}), 400),
+        (json!({"green": 100}), 400),
+        (json!({"blue": 100, "green": 0}), 200),
+    ] {
         let (st, e, _) = v
             .call(
                 "PUT",
@@ -824,6 +828,15 @@ async fn bad_bodies_get_arm_errors() {
     assert_eq!(resp.status().as_u16(), 400);
     let (st, _, _) = v.call("PATCH", "/onlineEndpoints/ok-one/listKeys", admin, None).await;
     assert_eq!(st, 405);
+    // A workspace with an endpoint (even one with no deployment yet) is not deleted.
+    let resp =
+        v.s.http()
+            .delete(format!("{}{}?{API}", v.s.url, v.base))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
 }
 
 #[tokio::test]

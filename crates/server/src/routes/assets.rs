@@ -323,6 +323,7 @@ pub async fn codes(
                 .into_response())
         }
         (Method::PUT, 4) if is(2, "versions") => {
+            code.authorize_write(p, w, seg[1])?;
             let body = read_json(req).await?;
             let props = body.get("properties").cloned().unwrap_or_else(|| json!({}));
             let uri = props
@@ -368,6 +369,7 @@ pub async fn codes(
             Ok((status, Json(code_version_json(w, &c))).into_response())
         }
         (Method::POST, 5) if is(2, "versions") && is(4, "startPendingUpload") => {
+            code.authorize_write(p, w, seg[1])?;
             let body = read_json(req).await?;
             if let Some(t) = body.get("pendingUploadType").and_then(Value::as_str)
                 && !t.eq_ignore_ascii_case("TemporaryBlobReference")

@@ -173,7 +173,11 @@ fn endpoint_json(state: &AppState, w: WorkspaceRef<'_>, e: &Endpoint) -> Value {
 
 /// `PT5S`-style durations, as ISO 8601 spells Azure's request settings.
 fn iso_ms(d: u64) -> String {
-    if d % 1000 == 0 { format!("PT{}S", d / 1000) } else { format!("PT{}S", d as f64 / 1000.0) }
+    if d.is_multiple_of(1000) {
+        format!("PT{}S", d / 1000)
+    } else {
+        format!("PT{}S", d as f64 / 1000.0)
+    }
 }
 
 /// Parses the ISO 8601 durations azure-ai-ml sends (`PT5S`, `PT0.5S`, `PT1M30S`, `PT1H`,
@@ -203,7 +207,7 @@ pub fn parse_iso_duration(s: &str) -> Option<u64> {
     };
     take(days, &[('D', 86_400_000.0)])?;
     take(time, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1000.0)])?;
-    (ms.is_finite() && ms >= 0.0 && ms <= 1e12).then_some(ms.round() as u64)
+    (ms.is_finite() && (0.0..=1e12).contains(&ms)).then_some(ms.round() as u64)
 }
 
 fn deployment_json(state: &AppState, w: WorkspaceRef<'_>, e: &Endpoint, d: &Deployment) -> Value {
