@@ -39,7 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_services.sql")),
     (7, include_str!("../migrations/sqlite/0007_service_keys.sql")),
     (8, include_str!("../migrations/sqlite/0008_applications.sql")),
-    (9, include_str!("../migrations/sqlite/0009_online_endpoints.sql")),
+    (10, include_str!("../migrations/sqlite/0010_online_endpoints.sql")),
 ];
 
 #[derive(Debug, Clone)]
