@@ -7,7 +7,7 @@
 #   .deps/aml-venv  -> a cached venv with azureml-core 1.61 (the Azure ML SDK v1)
 #   .deps/aml2-venv -> a cached venv with azure-ai-ml 1.35.2 (the Azure ML SDK v2)
 # Each has its own venv (az and azureml-core conflict on knack; azure-ai-ml pins its own
-# azure-* versions). They are large (about 220, 290 and 140 MB, roughly 3, 1.5 and 1 minutes
+# azure-* versions). They are large (about 740, 290 and 150 MB, about 4, 2.5 and 1.5 minutes
 # to install on 2 cores), so they live once per machine in
 # ${XDG_CACHE_HOME:-~/.cache}/mlgate-test-deps/<name>-<hash of requirements>, outside the
 # clone, and .deps/ links to them.
