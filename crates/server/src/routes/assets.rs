@@ -59,8 +59,9 @@ fn not_found() -> ApiError {
     ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into()))
 }
 
-/// A page of `items` (`$skipToken` is the offset; `$top` at most 100).
-fn page(
+/// One page of `items` and the `nextLink` to the rest: `$skipToken` (or `$skip`) is the
+/// offset, `$top` (or `count`) the size, at most 100.
+pub(crate) fn page(
     state: &AppState,
     path: &str,
     query: &HashMap<String, String>,
@@ -74,6 +75,7 @@ fn page(
     };
     let size = query
         .get("$top")
+        .or_else(|| query.get("count"))
         .and_then(|c| c.parse::<usize>().ok())
         .filter(|c| *c > 0)
         .map_or(PAGE, |c| c.min(PAGE));

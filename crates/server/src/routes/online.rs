@@ -37,8 +37,6 @@ use crate::state::AppState;
 
 /// ARM request bodies here are small.
 const MAX_BODY: usize = 256 * 1024;
-/// Items per page of a list (`nextLink` carries on).
-const PAGE: usize = 100;
 /// Log lines `getLogs` returns at most.
 const MAX_TAIL: usize = 10_000;
 const PROVIDER: &str = "Microsoft.MachineLearningServices";
@@ -210,7 +208,7 @@ pub fn parse_iso_duration(s: &str) -> Option<u64> {
     (ms.is_finite() && (0.0..=1e12).contains(&ms)).then_some(ms.round() as u64)
 }
 
-fn deployment_json(state: &AppState, w: WorkspaceRef<'_>, e: &Endpoint, d: &Deployment) -> Value {
+fn deployment_json(w: WorkspaceRef<'_>, e: &Endpoint, d: &Deployment) -> Value {
     let s = &d.service;
     let dc = deployment_config(&s.deployment_config).ok();
     let spec = &d.spec;
@@ -230,7 +228,6 @@ fn deployment_json(state: &AppState, w: WorkspaceRef<'_>, e: &Endpoint, d: &Depl
         .cloned()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    let _ = state;
     json!({
         "id": format!("{}/onlineEndpoints/{}/deployments/{}", workspace_id(w), e.name, d.name),
         "name": d.name,
@@ -255,42 +252,6 @@ fn deployment_json(state: &AppState, w: WorkspaceRef<'_>, e: &Endpoint, d: &Depl
         },
         "systemData": system_data(s.created_at, &s.created_by.to_string(), s.updated_at),
     })
-}
-
-/// One page of `items` and the `nextLink` to the rest (`$skipToken` is the offset).
-fn page(
-    state: &AppState,
-    path: &str,
-    query: &HashMap<String, String>,
-    items: Vec<Value>,
-) -> Result<Value, ApiError> {
-    let skip = match query.get("$skipToken") {
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| ApiError::BadRequest("$skipToken is not one this server gave".into()))?,
-        None => 0,
-    };
-    let size = query
-        .get("count")
-        .or_else(|| query.get("$top"))
-        .and_then(|c| c.parse::<usize>().ok())
-        .filter(|c| *c > 0)
-        .map_or(PAGE, |c| c.min(PAGE));
-    let end = skip.saturating_add(size).min(items.len());
-    let next = (end < items.len()).then(|| {
-        let mut params: Vec<(String, String)> = query
-            .iter()
-            .filter(|(k, _)| k.as_str() != "$skipToken")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        params.sort();
-        params.push(("$skipToken".into(), end.to_string()));
-        let q: String =
-            form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-        format!("{}{path}?{q}", state.public_url)
-    });
-    let value: Vec<Value> = items.into_iter().skip(skip).take(size).collect();
-    Ok(json!({"value": value, "nextLink": next}))
 }
 
 async fn read_json(req: Request) -> Result<Value, ApiError> {
@@ -510,7 +471,7 @@ pub async fn handle(
         (Method::GET, 1) => {
             let all = ep.list(p, w).await?;
             let items = all.iter().map(|e| endpoint_json(state, w, e)).collect();
-            Ok(Json(page(state, path, query, items)?).into_response())
+            Ok(Json(super::assets::page(state, path, query, items)?).into_response())
         }
         (Method::GET, 2) => {
             Ok(Json(endpoint_json(state, w, &ep.get(p, w, seg[1]).await?)).into_response())
@@ -578,12 +539,12 @@ pub async fn handle(
         (Method::GET, 3) if is(2, "deployments") => {
             let e = ep.get(p, w, seg[1]).await?;
             let deps = ep.deployments(p, w, seg[1]).await?;
-            let items = deps.iter().map(|d| deployment_json(state, w, &e, d)).collect();
-            Ok(Json(page(state, path, query, items)?).into_response())
+            let items = deps.iter().map(|d| deployment_json(w, &e, d)).collect();
+            Ok(Json(super::assets::page(state, path, query, items)?).into_response())
         }
         (Method::GET, 4) if is(2, "deployments") => {
             let (e, d) = ep.deployment(p, w, seg[1], seg[3]).await?;
-            Ok(Json(deployment_json(state, w, &e, &d)).into_response())
+            Ok(Json(deployment_json(w, &e, &d)).into_response())
         }
         (Method::PUT, 4) if is(2, "deployments") => {
             ep.authorize(p, w, seg[1], Some(seg[3]), catalog::DEPLOYMENT_WRITE)?;
@@ -595,7 +556,7 @@ pub async fn handle(
                 )));
             };
             tracing::info!(endpoint = %seg[1], deployment = %seg[3], model = %format!("{}:{}", put.model.name, put.model.version), by = %p.object_id, rollout = ?put.rollout, "online deployment put");
-            let body = deployment_json(state, w, &put.endpoint, &d);
+            let body = deployment_json(w, &put.endpoint, &d);
             let kind = match put.rollout {
                 Rollout::Start => {
                     state.deployer.roll_out(d.service.clone(), put.model);
