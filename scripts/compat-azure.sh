@@ -3,11 +3,13 @@
 # workspace with two web services and two service principals through the mlgate CLI, then runs
 #   tests/compat/azure/test_az.py   with azure-cli 2.91 (the `az` program, driven by pytest)
 #   tests/compat/azure/test_sdk.py  with azureml-core 1.61 (the Azure ML SDK v1)
-# each from its own cached virtualenv (scripts/setup-test-deps.sh). Neither package is patched,
+#   tests/compat/azure/test_sdk_v2.py  with azure-ai-ml 1.35.2 (the Azure ML SDK v2)
+# each from its own cached virtualenv (scripts/setup-test-deps.sh). No package is patched,
 # mocked or wrapped: they get only what a user sets (environment, `az cloud register`, files).
 #
 # Usage: scripts/compat-azure.sh [path/to/mlgate]   (default: $MLGATE_BIN or target/debug/mlgate)
-# Set MLGATE_KEEP_TMP=1 to keep the temp dir (server data, the clients' debug logs).
+# Set MLGATE_KEEP_TMP=1 to keep the temp dir (server data, the clients' debug logs), and
+# MLGATE_COMPAT_ONLY=az|sdk|sdk2 to run one client's tests only (the others count as skipped).
 # Never prints the admin password or a client secret.
 set -euo pipefail
 
@@ -24,6 +26,9 @@ fi
 bash "$ROOT/scripts/setup-test-deps.sh"
 AZ_VENV="$ROOT/.deps/az-venv"
 AML_VENV="$ROOT/.deps/aml-venv"
+AML2_VENV="$ROOT/.deps/aml2-venv"
+ONLY="${MLGATE_COMPAT_ONLY:-}"
+case "$ONLY" in ""|az|sdk|sdk2) ;; *) echo "compat-azure: MLGATE_COMPAT_ONLY must be az, sdk or sdk2" >&2; exit 2 ;; esac
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/mlgate-azure.XXXXXX")"
 SERVER_PID=""
@@ -134,6 +139,15 @@ for mode in key token; do
   mlgate ml model deploy -n "aml-$mode" -m coef:1 --ic "$TMP/svc/ic.json" --dc "$TMP/svc/$mode.json" \
     -w "$WS" -g "$RG" >/dev/null || { echo "compat-azure: deploy ($mode) failed" >&2; exit 1; }
 done
+# For the SDK v2: an ONNX model and three services, one per auth mode the SDK knows.
+mlgate ml model register -n linear -p "$ROOT/tests/compat/azure/linear.onnx" -w "$WS" -g "$RG" >/dev/null \
+  || { echo "compat-azure: model register (ONNX) failed" >&2; exit 1; }
+echo '{"runtime": "onnx"}' > "$TMP/svc/onnx.json"
+for mode in key aml_token aad_token; do
+  echo "{\"computeType\": \"cluster\", \"auth_mode\": \"$mode\"}" > "$TMP/svc/v2-$mode.json"
+  mlgate ml model deploy -n "v2-${mode//_/-}" -m linear:1 --ic "$TMP/svc/onnx.json" --dc "$TMP/svc/v2-$mode.json" \
+    -w "$WS" -g "$RG" >/dev/null || { echo "compat-azure: deploy (v2 $mode) failed" >&2; exit 1; }
+done
 umask 077
 mlgate ad sp create-for-rbac --sdk-auth --name aml-sp --role Contributor --scopes "$WS_ID" >"$TMP/sp.json" \
   || { echo "compat-azure: create-for-rbac (Contributor) failed" >&2; exit 1; }
@@ -142,7 +156,7 @@ mlgate ad sp create-for-rbac --sdk-auth --name aml-reader --role Reader --scopes
 python3 -c 'import json,sys; [print(json.load(open(f))["clientSecret"]) for f in sys.argv[1:]]' \
   "$TMP/sp.json" "$TMP/reader.json" >> "$SECRETS_FILE"
 read -r TENANT_ID SUBSCRIPTION_ID < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["tenantId"], d["subscriptionId"])' "$TMP/sp.json")
-echo "compat-azure: seeded $WS_ID with services aml-key and aml-token"
+echo "compat-azure: seeded $WS_ID with services aml-key, aml-token, v2-key, v2-aml-token, v2-aad-token"
 
 # --- run the clients ---------------------------------------------------------------
 mkdir -p "$TMP/work"
@@ -155,7 +169,9 @@ export MLGATE_URL="$URL" MLGATE_CA="$CA" MLGATE_TENANT_ID="$TENANT_ID" \
 # pytest's last line counts the steps: "N passed, M failed in S s".
 summary() { tail -n 1 "$1" | tr -d '='; }
 
+SKIPPED="0 passed (not run, MLGATE_COMPAT_ONLY is $ONLY)"
 az_status=PASS
+if [ -n "$ONLY" ] && [ "$ONLY" != az ]; then echo "$SKIPPED" > "$TMP/az-result.txt"; else
 (
   cd "$TMP/work"
   env -u DISPLAY -u WAYLAND_DISPLAY MLGATE_AZ="$AZ_VENV/bin/az" HOME="$TMP/work/home-az" \
@@ -163,8 +179,10 @@ az_status=PASS
     "$AZ_VENV/bin/python" -m pytest -q -p no:cacheprovider -o console_output_style=classic \
     "$ROOT/tests/compat/azure/test_az.py"
 ) 2>&1 | redact | tee "$TMP/az-result.txt" || az_status=FAIL
+fi
 
 sdk_status=PASS
+if [ -n "$ONLY" ] && [ "$ONLY" != sdk ]; then echo "$SKIPPED" > "$TMP/sdk-result.txt"; else
 (
   cd "$TMP/work"
   # What a user of the SDK sets: the cloud's metadata URL, its name, the CA, a config dir.
@@ -175,6 +193,22 @@ sdk_status=PASS
     "$AML_VENV/bin/python" -m pytest -q -p no:cacheprovider -o console_output_style=classic \
     "$ROOT/tests/compat/azure/test_sdk.py"
 ) 2>&1 | redact | tee "$TMP/sdk-result.txt" || sdk_status=FAIL
+fi
+
+sdk2_status=PASS
+if [ -n "$ONLY" ] && [ "$ONLY" != sdk2 ]; then echo "$SKIPPED" > "$TMP/sdk2-result.txt"; else
+(
+  cd "$TMP/work"
+  # What a user of azure-ai-ml sets: the cloud's metadata URL (the SDK picks the cloud whose
+  # resource manager it names) and the CA. Nothing else: no cloud name, no config files.
+  env -u DISPLAY -u WAYLAND_DISPLAY -u AZUREML_CURRENT_CLOUD HOME="$TMP/work/home-sdk2" \
+    ARM_CLOUD_METADATA_URL="$URL/metadata/endpoints?api-version=2019-05-01" \
+    REQUESTS_CA_BUNDLE="$CA" SSL_CERT_FILE="$CA" \
+    MLGATE_V2_MODEL=linear MLGATE_V2_SERVICES="v2-key v2-aml-token v2-aad-token" \
+    "$AML2_VENV/bin/python" -m pytest -q -p no:cacheprovider -p no:warnings -o console_output_style=classic \
+    "$ROOT/tests/compat/azure/test_sdk_v2.py"
+) 2>&1 | redact | tee "$TMP/sdk2-result.txt" || sdk2_status=FAIL
+fi
 
 # No password, client secret, service key or token the clients received may appear in the
 # server's or the CLI's log.
@@ -186,8 +220,8 @@ else
   echo "compat-azure: none of the $(wc -l < "$SECRETS_FILE") secrets, keys and tokens seen appears in the logs"
 fi
 
-echo "compat-azure: az $az_status ($(summary "$TMP/az-result.txt")), azureml-core $sdk_status ($(summary "$TMP/sdk-result.txt"))"
-if [ "$az_status" = PASS ] && [ "$sdk_status" = PASS ]; then
+echo "compat-azure: az $az_status ($(summary "$TMP/az-result.txt")), azureml-core $sdk_status ($(summary "$TMP/sdk-result.txt")), azure-ai-ml $sdk2_status ($(summary "$TMP/sdk2-result.txt"))"
+if [ "$az_status" = PASS ] && [ "$sdk_status" = PASS ] && [ "$sdk2_status" = PASS ]; then
   FAILED=0
 fi
 exit "$FAILED"

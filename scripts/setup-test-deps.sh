@@ -5,8 +5,10 @@
 #   Debian's chromium and chromium-driver, for the sign-in page tests (needs root for apt)
 #   .deps/az-venv   -> a cached venv with azure-cli 2.91 (Microsoft's own CLI)
 #   .deps/aml-venv  -> a cached venv with azureml-core 1.61 (the Azure ML SDK v1)
-# The last two conflict on knack, so each has its own venv. They are large (about 740 and
-# 290 MB, about 4 and 2.5 minutes to install on 2 cores), so they live once per machine in
+#   .deps/aml2-venv -> a cached venv with azure-ai-ml 1.35.2 (the Azure ML SDK v2)
+# Each has its own venv (az and azureml-core conflict on knack; azure-ai-ml pins its own
+# azure-* versions). They are large (about 740, 290 and 150 MB, about 4, 2.5 and 1.5 minutes
+# to install on 2 cores), so they live once per machine in
 # ${XDG_CACHE_HOME:-~/.cache}/mlgate-test-deps/<name>-<hash of requirements>, outside the
 # clone, and .deps/ links to them.
 # Idempotent: each part is skipped when its stamp matches the hash of its requirement list.
@@ -60,6 +62,10 @@ requests'
 AML_REQS='azureml-core==1.61.*
 pytest
 requests'
+AML2_REQS='azure-ai-ml==1.35.2
+azure-identity==1.27.0
+pytest
+requests'
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mlgate-test-deps"
 mkdir -p "$CACHE"
 
@@ -87,6 +93,7 @@ cached_venv() {
 }
 az_msg="$(cached_venv az "$AZ_REQS")"
 aml_msg="$(cached_venv aml "$AML_REQS")"
+aml2_msg="$(cached_venv aml2 "$AML2_REQS")"
 
 # --- Node -----------------------------------------------------------------
 node_hash="$(hash_of "$NODE_PKG|$(node --version 2>&1)")"
@@ -113,4 +120,4 @@ else
   browser_msg="chromium installed"
 fi
 
-echo "setup-test-deps: $py_msg; $az_msg; $aml_msg; $node_msg; $browser_msg"
+echo "setup-test-deps: $py_msg; $az_msg; $aml_msg; $aml2_msg; $node_msg; $browser_msg"

@@ -302,6 +302,11 @@ impl Authority {
         self.master.cookie_key()
     }
 
+    /// The HMAC key of signed upload URLs.
+    pub fn upload_key(&self) -> &aws_lc_rs::hmac::Key {
+        self.master.upload_key()
+    }
+
     pub fn jwks(&self) -> Vec<Jwk> {
         self.keys.current().jwks.clone()
     }

@@ -39,10 +39,15 @@ pub enum KeyError {
     Sign,
 }
 
-/// The AES-256-GCM key that seals private keys at rest, and HMAC keys derived from it: one for
-/// the sign-in pages' cookies (so every node sharing the master key accepts them), one for the
-/// digests of device user codes at rest.
-pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key);
+/// The AES-256-GCM key that seals private keys at rest, and HMAC keys derived from it: for the
+/// sign-in pages' cookies (so every node sharing the master key accepts them), for the digests
+/// of device user codes at rest, and for signed upload URLs.
+pub struct MasterKey(
+    LessSafeKey,
+    aws_lc_rs::hmac::Key,
+    aws_lc_rs::hmac::Key,
+    aws_lc_rs::hmac::Key,
+);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +81,7 @@ impl MasterKey {
             LessSafeKey::new(key),
             derive(b"mlgate web cookies v1"),
             derive(b"mlgate user codes v1"),
+            derive(b"mlgate upload urls v1"),
         ))
     }
 
@@ -87,6 +93,11 @@ impl MasterKey {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+
+    /// The key that signs upload URLs (`startPendingUpload`'s SAS-like tokens).
+    pub fn upload_key(&self) -> &aws_lc_rs::hmac::Key {
+        &self.3
     }
 
     /// The key that signs the sign-in pages' cookies and CSRF tokens.

@@ -12,6 +12,8 @@
 //! - [`tokens`]: JWT issuing (cached ES256 key pair) and verification.
 //! - [`directory`]: bootstrap and the directory's use cases (service principals, credentials).
 //! - [`applications`]: Graph's application objects beside their service principals (`az ad`).
+//! - [`endpoints`], [`code`]: the Azure ML SDK v2's online endpoints over the same web
+//!   services, and the code assets (source folders) their deployments run.
 //! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
 //! - [`error`]: the one error type of the management use cases.
 //!
@@ -22,7 +24,9 @@ pub mod access;
 pub mod applications;
 pub mod authority;
 pub mod clock;
+pub mod code;
 pub mod directory;
+pub mod endpoints;
 pub mod error;
 pub mod ids;
 pub mod keys;

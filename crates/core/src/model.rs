@@ -356,3 +356,56 @@ pub struct Application {
     pub owner: Option<ObjectId>,
     pub created_at: OffsetDateTime,
 }
+
+/// An online endpoint (the Azure ML SDK v2's name for a web service): the service of the same
+/// name seen through Azure's newer API. It may exist before its one deployment, which is that
+/// service; this record keeps what the service does not (the endpoint's own settings, the
+/// deployment's name and the Azure settings it was given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineEndpoint {
+    pub name: String,
+    pub workspace_id: WorkspaceId,
+    pub auth_mode: crate::services::AuthMode,
+    pub description: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The deployment's name while the endpoint has one.
+    pub deployment: Option<String>,
+    /// The deployment's Azure settings as given (instance type, environment, code), echoed back.
+    pub deployment_spec: Option<serde_json::Value>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub created_by: ObjectId,
+}
+
+/// A version of a code asset: a source folder whose files sit in the blob store, uploaded
+/// through a signed URL from `startPendingUpload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeVersion {
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub version: String,
+    /// The client's content hash (azure-ai-ml's `hash_sha256`), so it can find an upload again.
+    pub hash: Option<String>,
+    /// Where the folder was uploaded (a URL of this server's blob face).
+    pub code_uri: String,
+    pub files: Vec<ModelFile>,
+    pub is_anonymous: bool,
+    pub description: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub created_at: OffsetDateTime,
+    pub created_by: ObjectId,
+}
+
+/// A file put through a signed upload URL, waiting for a code version to claim it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedBlob {
+    /// The upload area (the URL's container).
+    pub upload: String,
+    pub workspace_id: WorkspaceId,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    /// `x-ms-meta-*` values.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    pub created_at: OffsetDateTime,
+}

@@ -270,6 +270,20 @@ impl Models {
         Ok(())
     }
 
+    /// Copies a blob by digest to `dest`, streaming (the deployer's source folders; the
+    /// deployment was authorized when requested).
+    pub async fn copy_blob(&self, sha256: &str, dest: &std::path::Path) -> Result<(), Error> {
+        let (mut reader, _) = self
+            .blobs
+            .open_blob(sha256)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("blob {sha256} is missing")))?;
+        let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
+        let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
+        tokio::io::copy(&mut reader, &mut out).await.map_err(io)?;
+        Ok(())
+    }
+
     /// The bytes of one file of a version, for the deployer (authorization was checked when
     /// the deployment was requested).
     pub async fn file_bytes(&self, m: &ModelVersion, path: &str) -> Result<Vec<u8>, Error> {

@@ -22,7 +22,6 @@ use crate::access::Access;
 use crate::authority::Authority;
 use crate::ids::WorkspaceId;
 use crate::rbac::Scope;
-use crate::rbac::catalog::SERVICE_SCORE;
 use crate::secrets::sha256;
 use crate::services::AuthMode;
 use crate::tokens::{TokenError, VerifiedCache, expired, normalize_resource};
@@ -52,6 +51,8 @@ pub struct GateConfig<'a> {
     pub mode: AuthMode,
     pub workspace: WorkspaceId,
     pub scope: Scope,
+    /// What an identity token's holder needs at `scope`.
+    pub score_action: &'static str,
     /// The scoring URI: the audience of the service's tokens.
     pub scoring_uri: String,
     pub keys: [&'a str; 2],
@@ -61,6 +62,7 @@ struct Entry {
     mode: AuthMode,
     workspace: WorkspaceId,
     scope: Scope,
+    score_action: &'static str,
     scoring_uri: String,
     key_tags: [hmac::Tag; 2],
 }
@@ -94,6 +96,7 @@ impl ScoringGate {
             mode: cfg.mode,
             workspace: cfg.workspace,
             scope: cfg.scope,
+            score_action: cfg.score_action,
             scoring_uri: cfg.scoring_uri,
             key_tags: cfg.keys.map(|k| hmac::sign(&self.tag_key, k.as_bytes())),
         });
@@ -150,7 +153,7 @@ impl ScoringGate {
                     )));
                 }
                 self.access
-                    .authorize(&caller, SERVICE_SCORE, &entry.scope)
+                    .authorize(&caller, entry.score_action, &entry.scope)
                     .map_err(|e| Denied::Forbidden(e.to_string()))
             }
         }

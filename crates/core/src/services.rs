@@ -12,13 +12,13 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::model::SealedServiceKeys;
-use crate::model::{ModelVersion, Service, ServiceState, Workspace};
-use crate::models::{WorkspaceRef, caller_workspace, valid_model_name};
+use crate::model::{ModelFile, ModelVersion, Service, ServiceState, Workspace};
+use crate::models::{WorkspaceRef, caller_workspace, valid_model_name, valid_model_path};
 use crate::principal::Principal;
 use crate::rbac::Scope;
 use crate::rbac::catalog::{
-    MODEL_READ, SERVICE_DELETE, SERVICE_LIST_KEYS, SERVICE_READ, SERVICE_REGENERATE_KEYS,
-    SERVICE_WRITE,
+    ENDPOINT_SCORE, MODEL_READ, SERVICE_DELETE, SERVICE_LIST_KEYS, SERVICE_READ,
+    SERVICE_REGENERATE_KEYS, SERVICE_SCORE, SERVICE_WRITE,
 };
 use crate::resources::{valid_workspace_name, workspace_scope};
 use crate::scoring::{GateConfig, ScoringGate};
@@ -55,6 +55,16 @@ impl AuthMode {
             AuthMode::Key => "key",
             AuthMode::Token => "token",
             AuthMode::Identity => "aad_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(AuthMode::None),
+            "key" => Some(AuthMode::Key),
+            "token" | "aml_token" => Some(AuthMode::Token),
+            "aad_token" => Some(AuthMode::Identity),
+            _ => None,
         }
     }
 }
@@ -207,7 +217,34 @@ pub enum Runtime {
         /// Variables the deployment declares for its workers (Azure's
         /// `environment_variables`); the only ones beyond the entry-script contract's.
         environment: Vec<(String, String)>,
+        /// The source folder the entry script runs in (`sourceFiles`: uploaded files laid out
+        /// in the app folder; `entry_script` is then a path inside it). Empty: the entry
+        /// script alone.
+        source: Vec<ModelFile>,
     },
+}
+
+/// Files a deployment's source folder may hold.
+pub const MAX_SOURCE_FILES: usize = 2_000;
+
+fn source_files(v: Option<&Value>) -> Result<Vec<ModelFile>, String> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let files: Vec<ModelFile> = serde_json::from_value(v.clone())
+        .map_err(|_| "sourceFiles must be a list of {path, sha256, size}".to_string())?;
+    if files.len() > MAX_SOURCE_FILES {
+        return Err(format!("sourceFiles: at most {MAX_SOURCE_FILES} files"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for f in &files {
+        let sha_ok = f.sha256.len() == 64 && f.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid_model_path(&f.path) || !sha_ok || !seen.insert(f.path.as_str()) {
+            return Err(format!(
+                "sourceFiles: '{}' is not a unique relative path with a SHA-256",
+                truncate(&f.path)
+            ));
+        }
+    }
+    Ok(files)
 }
 
 /// Variables the server sets for every entry-script worker; a deployment cannot override them.
@@ -267,12 +304,24 @@ pub fn runtime(v: &Value) -> Result<Runtime, Error> {
     match (r.to_ascii_lowercase().as_str(), script) {
         ("onnx", _) => Ok(Runtime::Onnx),
         ("python" | "", Some(script)) => {
-            let sha = get(v, &["entryScriptSha256"]).and_then(Value::as_str).unwrap_or_default();
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(bad("entryScriptSha256 must name the uploaded script's SHA-256"));
-            }
-            let name = script.rsplit('/').next().unwrap_or(script);
-            if !name.ends_with(".py") || name.len() > 255 || name.contains('\\') {
+            let source =
+                source_files(get(v, &["sourceFiles", "source_files"])).map_err(|e| bad(&e))?;
+            let (name, sha) = if source.is_empty() {
+                let sha =
+                    get(v, &["entryScriptSha256"]).and_then(Value::as_str).unwrap_or_default();
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("entryScriptSha256 must name the uploaded script's SHA-256"));
+                }
+                (script.rsplit('/').next().unwrap_or(script), sha.to_string())
+            } else {
+                // The entry script is a file of the source folder, by its path there.
+                let script = script.trim_start_matches("./");
+                let file = source.iter().find(|f| f.path == script).ok_or_else(|| {
+                    bad(&format!("entryScript '{}' is not in sourceFiles", truncate(script)))
+                })?;
+                (script, file.sha256.clone())
+            };
+            if !name.ends_with(".py") || name.len() > 1024 || name.contains('\\') {
                 return Err(bad("entryScript must be a .py file"));
             }
             if get(v, &["condaDependencies", "condaFile", "environment"]).is_some() {
@@ -311,6 +360,7 @@ pub fn runtime(v: &Value) -> Result<Runtime, Error> {
                 requirements,
                 interpreter,
                 environment,
+                source,
             })
         }
         (other, _) => Err(bad(&format!(
@@ -410,7 +460,7 @@ impl Services {
         format!("{}/api/v1/service/{name}/score", self.authority.config().public_url)
     }
 
-    fn scope(ws: WorkspaceRef<'_>, child: &str) -> Result<Scope, Error> {
+    pub(crate) fn scope(ws: WorkspaceRef<'_>, child: &str) -> Result<Scope, Error> {
         let sub = ws.subscription.parse().map_err(|_| {
             Error::NotFound(format!("The subscription '{}' could not be found.", ws.subscription))
         })?;
@@ -450,6 +500,21 @@ impl Services {
             SERVICE_WRITE,
             &Self::scope(ws, &format!("services/{name}"))?,
         )?;
+        self.deploy_authorized(caller, ws, name, model, inference_config, deployment_config_json)
+            .await
+    }
+
+    /// [`Services::deploy`] once the face has authorized writing the service (each face
+    /// checks its own action); reading the model is still checked here.
+    pub(crate) async fn deploy_authorized(
+        &self,
+        caller: &Principal,
+        ws: WorkspaceRef<'_>,
+        name: &str,
+        model: &str,
+        inference_config: Value,
+        deployment_config_json: Value,
+    ) -> Result<(Service, ModelVersion, Rollout), Error> {
         let (model_name, version) = model
             .split_once(':')
             .and_then(|(n, v)| v.parse::<i64>().ok().map(|v| (n, v)))
@@ -513,7 +578,7 @@ impl Services {
 
     /// Every service has two keys from its first deployment on, so switching key auth on
     /// later needs no new keys.
-    async fn ensure_keys(&self, name: &str) -> Result<(), Error> {
+    pub(crate) async fn ensure_keys(&self, name: &str) -> Result<(), Error> {
         let store = self.directory.store();
         if store.service_keys(name).await?.is_none() {
             let keys = ServiceKeys { primary: new_client_secret(), secondary: new_client_secret() };
@@ -538,7 +603,7 @@ impl Services {
         })
     }
 
-    async fn open_keys(&self, name: &str) -> Result<ServiceKeys, Error> {
+    pub(crate) async fn open_keys(&self, name: &str) -> Result<ServiceKeys, Error> {
         let sealed = self
             .directory
             .store()
@@ -555,12 +620,20 @@ impl Services {
         })
     }
 
-    /// Puts the service's mode and keys (as read from the store) in the scoring gate.
-    async fn install_gate(&self, s: &Service, ws: &Workspace) -> Result<(), Error> {
+    /// Puts the service's mode and keys (as read from the store) in the scoring gate. An
+    /// identity scores a service made as an online endpoint with Azure's
+    /// `onlineEndpoints/score/action` on the endpoint, any other with `services/score/action`.
+    pub(crate) async fn install_gate(&self, s: &Service, ws: &Workspace) -> Result<(), Error> {
         let dc = deployment_config(&s.deployment_config)?;
         let keys = self.open_keys(&s.name).await?;
+        let endpoint = self.directory.store().endpoint(&s.name).await?.is_some();
+        let (segment, score_action) = if endpoint {
+            ("onlineEndpoints", ENDPOINT_SCORE)
+        } else {
+            ("services", SERVICE_SCORE)
+        };
         let scope = Access::parse_scope(&format!(
-            "{}/services/{}",
+            "{}/{segment}/{}",
             workspace_scope(ws.subscription_id, &ws.resource_group, &ws.name)?.as_str(),
             s.name
         ))?;
@@ -570,6 +643,7 @@ impl Services {
                 mode: dc.auth,
                 workspace: ws.id,
                 scope,
+                score_action,
                 scoring_uri: self.scoring_uri(&s.name),
                 keys: [&keys.primary, &keys.secondary],
             },
@@ -620,13 +694,26 @@ impl Services {
             &Self::scope(ws, &format!("services/{name}"))?,
         )?;
         let (service, workspace) = self.find(caller, ws, name).await?;
+        self.regenerate_authorized(name, slot, Some((&service, &workspace))).await
+    }
+
+    /// Makes a new key in `slot` and, for a running service, puts it in force at once.
+    pub(crate) async fn regenerate_authorized(
+        &self,
+        name: &str,
+        slot: KeySlot,
+        running: Option<(&Service, &Workspace)>,
+    ) -> Result<ServiceKeys, Error> {
+        self.ensure_keys(name).await?;
         let mut keys = self.open_keys(name).await?;
         match slot {
             KeySlot::Primary => keys.primary = new_client_secret(),
             KeySlot::Secondary => keys.secondary = new_client_secret(),
         }
         self.directory.store().put_service_keys(name, &self.seal_keys(name, &keys)?).await?;
-        self.install_gate(&service, &workspace).await?;
+        if let Some((service, workspace)) = running {
+            self.install_gate(service, workspace).await?;
+        }
         Ok(keys)
     }
 
@@ -650,6 +737,16 @@ impl Services {
                  (a cluster deployment) to use tokens"
             )));
         }
+        self.issue_token(caller, &workspace, name)
+    }
+
+    /// A service token for `name` (whose mode the caller checked), valid for its scoring URI.
+    pub(crate) fn issue_token(
+        &self,
+        caller: &Principal,
+        workspace: &Workspace,
+        name: &str,
+    ) -> Result<ServiceToken, Error> {
         let (token, claims) = self.authority.issue_service_token(
             caller,
             workspace.id,

@@ -10,10 +10,10 @@ use crate::ids::{
     WorkspaceId,
 };
 use crate::model::{
-    Application, AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization,
-    DeviceState, ModelVersion, RefreshGrant, ResourceGroup, RoleAssignmentRecord,
-    SealedServiceKeys, Service, ServicePrincipal, ServiceState, SigningKeyRecord, Subscription,
-    Tenant, User, Workspace,
+    Application, AuthorizationCode, ClientSecret, CodeVersion, CustomRoleRecord,
+    DeviceAuthorization, DeviceState, ModelVersion, OnlineEndpoint, RefreshGrant, ResourceGroup,
+    RoleAssignmentRecord, SealedServiceKeys, Service, ServicePrincipal, ServiceState,
+    SigningKeyRecord, Subscription, Tenant, UploadedBlob, User, Workspace,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +278,60 @@ pub trait ServiceStore: Send + Sync {
     async fn put_service_keys(&self, name: &str, keys: &SealedServiceKeys) -> StoreResult<()>;
 }
 
+/// Online endpoints: the records of the SDK v2's face of web services.
+#[async_trait]
+pub trait EndpointStore: Send + Sync {
+    /// Inserts or replaces the endpoint of that name in the same workspace; `Conflict` when
+    /// another workspace has an endpoint or a service of that name (one transaction).
+    async fn put_endpoint(&self, e: &OnlineEndpoint) -> StoreResult<()>;
+    async fn endpoint(&self, name: &str) -> StoreResult<Option<OnlineEndpoint>>;
+    async fn endpoints(&self, ws: WorkspaceId) -> StoreResult<Vec<OnlineEndpoint>>;
+    /// Deletes the endpoint, its service (if any) and its keys: one transaction.
+    async fn delete_endpoint(&self, name: &str) -> StoreResult<()>;
+    /// Deletes only the endpoint's record (a service of that name stays); no error if absent.
+    async fn delete_endpoint_record(&self, name: &str) -> StoreResult<()>;
+}
+
+/// Code assets and the files uploaded for them.
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    /// Inserts a code version; `Conflict` if that name and version exist.
+    async fn insert_code_version(&self, c: &CodeVersion) -> StoreResult<()>;
+    async fn code_version(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<CodeVersion>>;
+    /// Every version of one code asset, oldest first.
+    async fn code_versions(&self, ws: WorkspaceId, name: &str) -> StoreResult<Vec<CodeVersion>>;
+    /// Records (or replaces) one uploaded file, unless its upload area already holds
+    /// `max_files` other files or `max_bytes` with it: then `Conflict`. One transaction.
+    async fn put_uploaded_blob(
+        &self,
+        b: &UploadedBlob,
+        max_files: u64,
+        max_bytes: u64,
+    ) -> StoreResult<()>;
+    async fn uploaded_blob(&self, upload: &str, path: &str) -> StoreResult<Option<UploadedBlob>>;
+    /// The files of an upload area whose path starts with `prefix`, by path, at most `limit`.
+    async fn uploaded_blobs(
+        &self,
+        upload: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<UploadedBlob>>;
+    async fn set_uploaded_blob_metadata(
+        &self,
+        upload: &str,
+        path: &str,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> StoreResult<()>;
+    /// Forgets upload areas' files recorded before `before` (the files stay in the blob store
+    /// while a code version uses them).
+    async fn forget_uploads_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
+}
+
 /// Graph's application objects, kept apart from their service principals (two object ids,
 /// one appId) so that `az ad` can create, rename and delete each on its own.
 #[async_trait]
@@ -338,6 +392,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// no longer has the digest it is stored under.
     async fn open_blob(&self, sha256: &str) -> StoreResult<Option<(BlobReader, u64)>>;
     async fn has_blob(&self, sha256: &str) -> StoreResult<bool>;
+    /// Streams in a blob whose digest is not known beforehand: hashed while written to a
+    /// temporary file, then kept under its SHA-256. `None` when more than `max` bytes came.
+    async fn write_blob_unnamed(
+        &self,
+        body: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+        max: u64,
+    ) -> StoreResult<Option<(String, u64)>>;
 }
 
 pub type BlobReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
@@ -365,6 +426,8 @@ pub trait Store:
     + ModelStore
     + ServiceStore
     + ApplicationStore
+    + EndpointStore
+    + CodeStore
     + Send
     + Sync
     + 'static

@@ -6,8 +6,9 @@
 //! Where an entry-script service's files live:
 //! - the model's files: `{data}/services/{name}/{model}-{version}/model` (the worker may read
 //!   this folder and nothing else of the data directory: `AZUREML_MODEL_DIR`);
-//! - the entry script and the worker program: `{run}/{name}/{deployment}/app`, the workers'
-//!   working directory, read-only to them;
+//! - the entry script (or the deployment's whole source folder, `sourceFiles`) and the worker
+//!   program: `{run}/{name}/{deployment}/app`, the workers' working directory, read-only to
+//!   them;
 //! - a private scratch folder `{run}/{name}/{deployment}/tmp` (`HOME`, `TMPDIR`), the only
 //!   place they may write;
 //!
@@ -116,6 +117,7 @@ impl Deployer {
                 requirements,
                 interpreter,
                 environment,
+                source,
             }) => {
                 let script = EntryScript {
                     name: &entry_script,
@@ -123,6 +125,7 @@ impl Deployer {
                     interpreter: interpreter.map(PathBuf::from),
                     requirements: &requirements,
                     environment,
+                    source: &source,
                 };
                 self.start_python(&service, &mv, script).await
             }
@@ -222,8 +225,14 @@ impl Deployer {
         if let Sandbox::Unavailable { reason } = self.sandbox.as_ref() {
             return Err(reason.clone());
         }
-        let EntryScript { name: entry_script, sha256, interpreter, requirements, environment } =
-            script;
+        let EntryScript {
+            name: entry_script,
+            sha256,
+            interpreter,
+            requirements,
+            environment,
+            source,
+        } = script;
         let log = self.log_sink(&service.name);
         // The model's files, in the data directory.
         let model_dir = self
@@ -248,9 +257,22 @@ impl Deployer {
         let (app, tmp) = (deployment.join("app"), deployment.join("tmp"));
         mkdir_private(&app)?;
         mkdir_private(&tmp)?;
-        let code = self.models.blob(sha256).await.map_err(|e| e.to_string())?;
         let entry = app.join(entry_script);
-        tokio::fs::write(&entry, code).await.map_err(|e| e.to_string())?;
+        if source.is_empty() {
+            let code = self.models.blob(sha256).await.map_err(|e| e.to_string())?;
+            tokio::fs::write(&entry, code).await.map_err(|e| e.to_string())?;
+        } else {
+            // The whole source folder, each file streamed from the blob store (paths were
+            // checked relative: no `..`, no absolute path).
+            for f in source {
+                let out = app.join(&f.path);
+                if let Some(parent) = out.parent() {
+                    mkdir_private(parent)?;
+                }
+                self.models.copy_blob(&f.sha256, &out).await.map_err(|e| e.to_string())?;
+            }
+            log(&format!("Laid out {} source file(s)", source.len()));
+        }
         let worker = app.join("mlgate_worker.py");
         tokio::fs::write(&worker, mlgate_serving::python::WORKER_PY)
             .await
@@ -388,6 +410,7 @@ struct EntryScript<'a> {
     interpreter: Option<PathBuf>,
     requirements: &'a [String],
     environment: Vec<(String, String)>,
+    source: &'a [mlgate_core::model::ModelFile],
 }
 
 /// What every confined Python gets: `PATH` (its own `bin` first), the scratch folder as

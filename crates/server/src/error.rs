@@ -37,6 +37,13 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// Azure Storage's error (the blob face): XML `<Error><Code/><Message/></Error>` and the
+    /// code again in `x-ms-error-code`, which azure-storage-blob reads.
+    Storage {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// Azure ML model management's error: the `{"error": ...}` shape plus the top-level
     /// `code`, `statusCode` and `message` its SDK's model client reads.
     ModelManagement {
@@ -50,6 +57,23 @@ impl From<mlgate_core::Error> for ApiError {
     fn from(e: mlgate_core::Error) -> Self {
         ApiError::Core(e)
     }
+}
+
+/// Escapes text for an XML element or attribute.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() && c != '\t' && c != '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn body(status: StatusCode, code: &str, message: String) -> Response {
@@ -114,6 +138,20 @@ impl IntoResponse for ApiError {
             }
             ApiError::BadRequest(m) => body(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, m),
             ApiError::Coded { status, code, message } => body(status, code, message),
+            ApiError::Storage { status, code, message } => {
+                let xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code>\
+                     <Message>{}</Message></Error>",
+                    xml_escape(&message)
+                );
+                let mut resp = (status, xml).into_response();
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+                if let Ok(v) = HeaderValue::from_str(code) {
+                    h.insert("x-ms-error-code", v);
+                }
+                resp
+            }
             ApiError::ModelManagement { status, code, message } => (
                 status,
                 Json(serde_json::json!({

@@ -292,7 +292,7 @@ impl Server {
         let models = Arc::new(mlgate_core::models::Models::new(
             directory.clone(),
             access.clone(),
-            blobs,
+            blobs.clone(),
             clock.clone(),
         ));
         let authority = Arc::new(authority);
@@ -303,6 +303,20 @@ impl Server {
             clock.clone(),
             config.service_token_lifetime,
         )?);
+        let code = Arc::new(mlgate_core::code::CodeAssets::new(
+            directory.clone(),
+            access.clone(),
+            authority.clone(),
+            blobs,
+            clock.clone(),
+        ));
+        let endpoints = Arc::new(mlgate_core::endpoints::OnlineEndpoints::new(
+            directory.clone(),
+            access.clone(),
+            services.clone(),
+            code.clone(),
+            clock.clone(),
+        ));
         let applications = Arc::new(mlgate_core::applications::Applications::new(
             directory.clone(),
             clock.clone(),
@@ -356,6 +370,9 @@ impl Server {
             deployer,
             applications,
             operations: Arc::new(routes::mms::Operations::default()),
+            endpoints,
+            code,
+            arm_operations: Arc::new(routes::online::ArmOperations::default()),
             store,
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),

@@ -23,6 +23,11 @@ pub struct AppState {
     pub applications: Arc<Applications>,
     /// Model-management operations (`Operation-Location`) the Azure ML SDK polls.
     pub operations: Arc<crate::routes::mms::Operations>,
+    /// Online endpoints (the SDK v2's face of the same services) and code assets.
+    pub endpoints: Arc<mlgate_core::endpoints::OnlineEndpoints>,
+    pub code: Arc<mlgate_core::code::CodeAssets>,
+    /// ARM long-running operations (deployments, key regeneration, deletes) clients poll.
+    pub arm_operations: Arc<crate::routes::online::ArmOperations>,
     /// The services running in this process.
     pub serving: Arc<ServingHost>,
     /// Starts, restores and stops them.

@@ -155,6 +155,47 @@ impl BlobStore for FileBlobStore {
     async fn has_blob(&self, sha256: &str) -> StoreResult<bool> {
         tokio::fs::try_exists(self.path(sha256)?).await.map_err(io)
     }
+
+    async fn write_blob_unnamed(
+        &self,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        max: u64,
+    ) -> StoreResult<Option<(String, u64)>> {
+        // The same file system as the blobs, so the final rename is atomic.
+        let dir = self.root.join("sha256").join("incoming");
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let tmp = dir.join(uuid::Uuid::new_v4().simple().to_string());
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(io)?;
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                let n = body.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if total > max {
+                    return Ok(None);
+                }
+                ctx.update(&buf[..n]);
+                file.write_all(&buf[..n]).await.map_err(io)?;
+            }
+            let sha = hex(ctx.finish());
+            file.sync_all().await.map_err(io)?;
+            let path = self.path(&sha)?;
+            let parent = path.parent().ok_or_else(|| StoreError::Corrupt("blob path".into()))?;
+            tokio::fs::create_dir_all(parent).await.map_err(io)?;
+            tokio::fs::rename(&tmp, &path).await.map_err(io)?;
+            Ok(Some((sha, total)))
+        }
+        .await;
+        if !matches!(result, Ok(Some(_))) {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +233,15 @@ mod tests {
         let mut back = Vec::new();
         reader.read_to_end(&mut back).await.unwrap();
         assert_eq!((back, size), (data.clone(), 10));
+        // Unnamed: hashed on the way in, kept under its digest, bounded.
+        assert_eq!(store.write_blob_unnamed(&mut data.as_slice(), 9).await.unwrap(), None);
+        assert_eq!(
+            store.write_blob_unnamed(&mut data.as_slice(), 10).await.unwrap(),
+            Some((good.clone(), 10))
+        );
+        assert!(store.has_blob(&good).await.unwrap());
+        let incoming = std::fs::read_dir(root.join("sha256").join("incoming")).unwrap().count();
+        assert_eq!(incoming, 0, "temporary files were left behind");
         // Changed on disk: the stream fails at its end instead of passing it on as true.
         std::fs::write(dir.join(&good), b"0123456788").unwrap();
         let (mut reader, _) = store.open_blob(&good).await.unwrap().unwrap();

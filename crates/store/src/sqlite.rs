@@ -12,14 +12,16 @@ use mlgate_core::ids::{
     WorkspaceId,
 };
 use mlgate_core::model::{
-    Application, AuthorizationCode, ClientSecret, CustomRoleRecord, DeviceAuthorization,
-    DeviceState, KeyState, ModelVersion, PrincipalType, RefreshGrant, ResourceGroup,
-    RoleAssignmentRecord, SealedServiceKeys, Service, ServicePrincipal, ServiceState,
-    SigningKeyRecord, Subscription, Tenant, User, Workspace,
+    Application, AuthorizationCode, ClientSecret, CodeVersion, CustomRoleRecord,
+    DeviceAuthorization, DeviceState, KeyState, ModelVersion, OnlineEndpoint, PrincipalType,
+    RefreshGrant, ResourceGroup, RoleAssignmentRecord, SealedServiceKeys, Service,
+    ServicePrincipal, ServiceState, SigningKeyRecord, Subscription, Tenant, UploadedBlob, User,
+    Workspace,
 };
 use mlgate_core::store::{
-    ApplicationStore, Bootstrap, DirectoryStore, FlowStore, GrantStore, KeepOneAssignment,
-    KeyStore, ModelStore, RbacStore, ResourceStore, ServiceStore, Store, StoreError, StoreResult,
+    ApplicationStore, Bootstrap, CodeStore, DirectoryStore, EndpointStore, FlowStore, GrantStore,
+    KeepOneAssignment, KeyStore, ModelStore, RbacStore, ResourceStore, ServiceStore, Store,
+    StoreError, StoreResult,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -38,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_service_keys.sql")),
     (8, include_str!("../migrations/sqlite/0008_applications.sql")),
     (9, include_str!("../migrations/sqlite/0009_user_code_digest.sql")),
+    (10, include_str!("../migrations/sqlite/0010_online_endpoints.sql")),
 ];
 
 #[derive(Debug, Clone)]
@@ -979,8 +982,10 @@ impl ResourceStore for SqliteStore {
     async fn delete_resource_group(&self, sub: SubscriptionId, name: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let services: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM services WHERE workspace_id IN \
-             (SELECT id FROM workspaces WHERE subscription_id = ? AND rg_key = ?)",
+            "SELECT COUNT(*) FROM (SELECT name_key FROM services WHERE workspace_id IN \
+             (SELECT id FROM workspaces WHERE subscription_id = ?1 AND rg_key = ?2) \
+             UNION SELECT name_key FROM online_endpoints WHERE workspace_id IN \
+             (SELECT id FROM workspaces WHERE subscription_id = ?1 AND rg_key = ?2))",
         )
         .bind(sub.to_string())
         .bind(name.to_ascii_lowercase())
@@ -989,8 +994,8 @@ impl ResourceStore for SqliteStore {
         .map_err(map_err)?;
         if services > 0 {
             return Err(StoreError::Conflict(format!(
-                "the resource group '{name}' still has {services} web service(s) in its \
-                 workspaces; delete them first"
+                "the resource group '{name}' still has {services} web service(s) or online \
+                 endpoint(s) in its workspaces; delete them first"
             )));
         }
         let done =
@@ -1109,8 +1114,10 @@ impl ResourceStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         // A workspace's running services would go on scoring with no workspace to manage them.
         let services: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM services WHERE workspace_id IN \
-             (SELECT id FROM workspaces WHERE subscription_id = ? AND rg_key = ? AND name_key = ?)",
+            "SELECT COUNT(*) FROM (SELECT name_key FROM services WHERE workspace_id IN \
+             (SELECT id FROM workspaces WHERE subscription_id = ?1 AND rg_key = ?2 AND name_key = ?3) \
+             UNION SELECT name_key FROM online_endpoints WHERE workspace_id IN \
+             (SELECT id FROM workspaces WHERE subscription_id = ?1 AND rg_key = ?2 AND name_key = ?3))",
         )
         .bind(sub.to_string())
         .bind(rg.to_ascii_lowercase())
@@ -1120,7 +1127,8 @@ impl ResourceStore for SqliteStore {
         .map_err(map_err)?;
         if services > 0 {
             return Err(StoreError::Conflict(format!(
-                "the workspace '{name}' still has {services} web service(s); delete them first"
+                "the workspace '{name}' still has {services} web service(s) or online endpoint(s); \
+                 delete them first"
             )));
         }
         let done = sqlx::query(
@@ -1500,7 +1508,13 @@ impl ServiceStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;
-        if owner.is_some_and(|o| o != s.workspace_id.to_string()) {
+        let endpoint_owner: Option<String> =
+            sqlx::query_scalar("SELECT workspace_id FROM online_endpoints WHERE name_key = ?")
+                .bind(s.name.to_ascii_lowercase())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if owner.or(endpoint_owner).is_some_and(|o| o != s.workspace_id.to_string()) {
             return Err(StoreError::Conflict("the service name is taken".into()));
         }
         sqlx::query(
@@ -1580,11 +1594,15 @@ impl ServiceStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query("DELETE FROM service_keys WHERE name_key = ?")
-            .bind(name.to_ascii_lowercase())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        // An online endpoint keeps its keys when its deployment goes (as on Azure).
+        sqlx::query(
+            "DELETE FROM service_keys WHERE name_key = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM online_endpoints WHERE name_key = ?1)",
+        )
+        .bind(name.to_ascii_lowercase())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -1625,6 +1643,314 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
         Ok(())
+    }
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    let text: String = row.try_get(col).map_err(map_err)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn endpoint_from(row: &SqliteRow) -> StoreResult<OnlineEndpoint> {
+    let auth: String = row.try_get("auth_mode").map_err(map_err)?;
+    let spec: Option<String> = row.try_get("deployment_spec").map_err(map_err)?;
+    Ok(OnlineEndpoint {
+        name: row.try_get("name").map_err(map_err)?,
+        workspace_id: parse(row, "workspace_id")?,
+        auth_mode: mlgate_core::services::AuthMode::parse(&auth)
+            .ok_or_else(|| StoreError::Corrupt("endpoint auth mode".into()))?,
+        description: row.try_get("description").map_err(map_err)?,
+        tags: json_col(row, "tags")?,
+        deployment: row.try_get("deployment").map_err(map_err)?,
+        deployment_spec: spec
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        updated_at: from_ts(row.try_get("updated_at").map_err(map_err)?)?,
+        created_by: parse(row, "created_by")?,
+    })
+}
+
+#[async_trait]
+impl EndpointStore for SqliteStore {
+    async fn put_endpoint(&self, e: &OnlineEndpoint) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let key = e.name.to_ascii_lowercase();
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT workspace_id FROM services WHERE name_key = ?1 \
+             UNION SELECT workspace_id FROM online_endpoints WHERE name_key = ?1",
+        )
+        .bind(&key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if owners.iter().any(|o| *o != e.workspace_id.to_string()) {
+            return Err(StoreError::Conflict("the endpoint name is taken".into()));
+        }
+        let spec = e.deployment_spec.as_ref().map(to_json).transpose()?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO online_endpoints (name_key, name, workspace_id, auth_mode, \
+             description, tags, deployment, deployment_spec, created_at, updated_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key)
+        .bind(&e.name)
+        .bind(e.workspace_id.to_string())
+        .bind(e.auth_mode.as_str())
+        .bind(&e.description)
+        .bind(to_json(&e.tags)?)
+        .bind(&e.deployment)
+        .bind(spec)
+        .bind(ts(e.created_at))
+        .bind(ts(e.updated_at))
+        .bind(e.created_by.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn endpoint(&self, name: &str) -> StoreResult<Option<OnlineEndpoint>> {
+        let row = sqlx::query("SELECT * FROM online_endpoints WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(endpoint_from).transpose()
+    }
+
+    async fn endpoints(&self, ws: WorkspaceId) -> StoreResult<Vec<OnlineEndpoint>> {
+        let rows =
+            sqlx::query("SELECT * FROM online_endpoints WHERE workspace_id = ? ORDER BY name_key")
+                .bind(ws.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter().map(endpoint_from).collect()
+    }
+
+    async fn delete_endpoint_record(&self, name: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM online_endpoints WHERE name_key = ?")
+            .bind(name.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn delete_endpoint(&self, name: &str) -> StoreResult<()> {
+        let key = name.to_ascii_lowercase();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let endpoints = sqlx::query("DELETE FROM online_endpoints WHERE name_key = ?")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        let services = sqlx::query("DELETE FROM services WHERE name_key = ?")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        if endpoints + services == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM service_keys WHERE name_key = ?")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+fn code_version_from(row: &SqliteRow) -> StoreResult<CodeVersion> {
+    Ok(CodeVersion {
+        workspace_id: parse(row, "workspace_id")?,
+        name: row.try_get("name").map_err(map_err)?,
+        version: row.try_get("version").map_err(map_err)?,
+        hash: row.try_get("hash").map_err(map_err)?,
+        code_uri: row.try_get("code_uri").map_err(map_err)?,
+        files: json_col(row, "files")?,
+        is_anonymous: row.try_get::<i64, _>("is_anonymous").map_err(map_err)? != 0,
+        description: row.try_get("description").map_err(map_err)?,
+        tags: json_col(row, "tags")?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+        created_by: parse(row, "created_by")?,
+    })
+}
+
+fn uploaded_from(row: &SqliteRow) -> StoreResult<UploadedBlob> {
+    Ok(UploadedBlob {
+        upload: row.try_get("upload").map_err(map_err)?,
+        workspace_id: parse(row, "workspace_id")?,
+        path: row.try_get("path").map_err(map_err)?,
+        sha256: row.try_get("sha256").map_err(map_err)?,
+        size: row.try_get::<i64, _>("size").map_err(map_err)?.max(0) as u64,
+        metadata: json_col(row, "metadata")?,
+        created_at: from_ts(row.try_get("created_at").map_err(map_err)?)?,
+    })
+}
+
+#[async_trait]
+impl CodeStore for SqliteStore {
+    async fn insert_code_version(&self, c: &CodeVersion) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO code_versions (workspace_id, name_key, name, version, hash, code_uri, \
+             files, is_anonymous, description, tags, created_at, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.workspace_id.to_string())
+        .bind(c.name.to_ascii_lowercase())
+        .bind(&c.name)
+        .bind(&c.version)
+        .bind(&c.hash)
+        .bind(&c.code_uri)
+        .bind(to_json(&c.files)?)
+        .bind(i64::from(c.is_anonymous))
+        .bind(&c.description)
+        .bind(to_json(&c.tags)?)
+        .bind(ts(c.created_at))
+        .bind(c.created_by.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn code_version(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<CodeVersion>> {
+        let row = sqlx::query(
+            "SELECT * FROM code_versions WHERE workspace_id = ? AND name_key = ? AND version = ?",
+        )
+        .bind(ws.to_string())
+        .bind(name.to_ascii_lowercase())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(code_version_from).transpose()
+    }
+
+    async fn code_versions(&self, ws: WorkspaceId, name: &str) -> StoreResult<Vec<CodeVersion>> {
+        let rows = sqlx::query(
+            "SELECT * FROM code_versions WHERE workspace_id = ? AND name_key = ? \
+             ORDER BY created_at, version",
+        )
+        .bind(ws.to_string())
+        .bind(name.to_ascii_lowercase())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(code_version_from).collect()
+    }
+
+    async fn put_uploaded_blob(
+        &self,
+        b: &UploadedBlob,
+        max_files: u64,
+        max_bytes: u64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let (files, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM uploaded_blobs \
+             WHERE upload = ? AND path != ?",
+        )
+        .bind(&b.upload)
+        .bind(&b.path)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if files.max(0) as u64 >= max_files
+            || (bytes.max(0) as u64).saturating_add(b.size) > max_bytes
+        {
+            return Err(StoreError::Conflict("the upload area is full".into()));
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO uploaded_blobs (upload, path, workspace_id, sha256, size, \
+             metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&b.upload)
+        .bind(&b.path)
+        .bind(b.workspace_id.to_string())
+        .bind(&b.sha256)
+        .bind(i64::try_from(b.size).unwrap_or(i64::MAX))
+        .bind(to_json(&b.metadata)?)
+        .bind(ts(b.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn uploaded_blob(&self, upload: &str, path: &str) -> StoreResult<Option<UploadedBlob>> {
+        let row = sqlx::query("SELECT * FROM uploaded_blobs WHERE upload = ? AND path = ?")
+            .bind(upload)
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(uploaded_from).transpose()
+    }
+
+    async fn uploaded_blobs(
+        &self,
+        upload: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<UploadedBlob>> {
+        // A prefix match without LIKE, whose wildcards a path may contain.
+        let rows = sqlx::query(
+            "SELECT * FROM uploaded_blobs WHERE upload = ? AND substr(path, 1, ?) = ? \
+             ORDER BY path LIMIT ?",
+        )
+        .bind(upload)
+        .bind(i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX))
+        .bind(prefix)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(uploaded_from).collect()
+    }
+
+    async fn set_uploaded_blob_metadata(
+        &self,
+        upload: &str,
+        path: &str,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> StoreResult<()> {
+        let done =
+            sqlx::query("UPDATE uploaded_blobs SET metadata = ? WHERE upload = ? AND path = ?")
+                .bind(to_json(metadata)?)
+                .bind(upload)
+                .bind(path)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn forget_uploads_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM uploaded_blobs WHERE created_at < ?")
+            .bind(ts(before))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 }
 

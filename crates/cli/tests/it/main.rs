@@ -6,8 +6,8 @@
 mod support;
 
 mod at_rest;
-mod bounded;
 mod azure;
+mod bounded;
 mod cli;
 mod forged_tokens;
 mod hardening;
@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod models;
 mod oauth;
+mod online;
 mod rbac;
 mod sandbox;
 mod service_auth;

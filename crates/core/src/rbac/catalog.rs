@@ -23,6 +23,33 @@ pub const SERVICE_REGENERATE_KEYS: &str =
 pub const SERVICE_SCORE: &str =
     "Microsoft.MachineLearningServices/workspaces/services/score/action";
 
+// Online endpoints (Azure ML SDK v2): the same services, under Azure's names for them.
+pub const ENDPOINT_READ: &str = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/read";
+pub const ENDPOINT_WRITE: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write";
+pub const ENDPOINT_DELETE: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/delete";
+pub const ENDPOINT_LIST_KEYS: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/listKeys/action";
+pub const ENDPOINT_REGENERATE_KEYS: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/regenerateKeys/action";
+pub const ENDPOINT_TOKEN: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/token/action";
+pub const ENDPOINT_SCORE: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action";
+pub const DEPLOYMENT_READ: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/read";
+pub const DEPLOYMENT_WRITE: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/write";
+pub const DEPLOYMENT_DELETE: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/delete";
+pub const DEPLOYMENT_LOGS: &str =
+    "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/getLogs/action";
+
+// Code assets (the source folders of deployments).
+pub const CODE_READ: &str = "Microsoft.MachineLearningServices/workspaces/codes/read";
+pub const CODE_WRITE: &str = "Microsoft.MachineLearningServices/workspaces/codes/write";
+
 pub const ROLE_ASSIGNMENT_READ: &str = "Microsoft.Authorization/roleAssignments/read";
 pub const ROLE_ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
 pub const ROLE_ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";

@@ -169,8 +169,28 @@ pub async fn handle(
     }
     let target = parse(rest).ok_or_else(not_found)?;
     if let ArmPath::Child { sub, rg, ws, rest } = target {
-        if rest.first().is_some_and(|r| r.eq_ignore_ascii_case("services")) {
+        let first = |w: &str| rest.first().is_some_and(|r| r.eq_ignore_ascii_case(w));
+        let wref = mlgate_core::models::WorkspaceRef {
+            subscription: &sub,
+            resource_group: &rg,
+            workspace: &ws,
+        };
+        if first("services") {
             return super::services::handle(&state, &p, method, (&sub, &rg, &ws), &rest, req).await;
+        }
+        // The SDK v2's faces: online endpoints (and their operations), code assets.
+        if first("onlineEndpoints") || first("operations") {
+            let at = (sub.as_str(), rg.as_str(), ws.as_str());
+            return super::online::handle(&state, &p, method, at, &rest, &path, &query, req).await;
+        }
+        let seg: Vec<&str> = rest.iter().map(String::as_str).collect();
+        if first("codes") {
+            return super::assets::codes(&state, &p, method, wref, &seg, &path, &query, req).await;
+        }
+        // Models in ARM's shape for Azure's clients (they send `api-version`).
+        if let Some(r) = super::assets::models(&state, &p, &method, wref, &seg, &path, &query).await
+        {
+            return r;
         }
         return super::models::handle(&state, &p, method, (&sub, &rg, &ws), &rest, &query, req)
             .await;

@@ -44,8 +44,18 @@ fn cloud(state: &AppState) -> Value {
             "tenant": "adfs",
             "identityProvider": "ADFS",
         },
-        "suffixes": {},
+        // azure-ai-ml drops a cloud whose metadata lacks a storage suffix. It only builds
+        // `https://{account}.blob.{suffix}` for datastores, which mlgate does not serve (code
+        // uploads go to the signed URLs `startPendingUpload` hands out), so the suffix names
+        // this server's host rather than Microsoft's storage.
+        "suffixes": { "storage": storage_suffix(url) },
     })
+}
+
+/// The host (and port) of the server's URL.
+fn storage_suffix(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
 }
 
 /// `GET /metadata/endpoints?api-version=V`: one cloud for 2022-09-01 (az's discovery), an

@@ -2,7 +2,9 @@
 //! domain, shape the answer.
 
 pub mod arm;
+pub mod assets;
 pub mod authorization;
+pub mod blobstore;
 pub mod directory;
 pub mod discovery;
 pub mod graph;
@@ -14,6 +16,7 @@ pub mod mms;
 pub mod models;
 pub mod oauth;
 pub mod odata;
+pub mod online;
 pub mod openapi;
 pub mod rbac;
 pub mod services;
@@ -127,6 +130,8 @@ fn routes(state: AppState) -> Router {
         .route("/tenants", get(inventory::tenants))
         .route("/v1.0/{*rest}", any(graph::handle))
         .route("/modelmanagement/v1.0/subscriptions/{*rest}", any(mms::handle))
+        // The upload face of azure-ai-ml's code assets (signed URLs, Azure Blob's protocol).
+        .route("/blobstore/{*rest}", any(blobstore::handle))
         .route("/subscriptions", get(directory::subscriptions))
         .route("/subscriptions/{*rest}", any(arm::handle))
         .route("/api/v1/roleAssignments", get(rbac::list_assignments).post(rbac::create_assignment))
