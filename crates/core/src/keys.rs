@@ -42,12 +42,7 @@ pub enum KeyError {
 /// The AES-256-GCM key that seals private keys at rest, and HMAC keys derived from it: for the
 /// sign-in pages' cookies (so every node sharing the master key accepts them), for the digests
 /// of device user codes at rest, and for signed upload URLs.
-pub struct MasterKey(
-    LessSafeKey,
-    aws_lc_rs::hmac::Key,
-    aws_lc_rs::hmac::Key,
-    aws_lc_rs::hmac::Key,
-);
+pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

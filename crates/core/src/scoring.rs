@@ -67,7 +67,6 @@ struct Entry {
     key_tags: [hmac::Tag; 2],
 }
 
-
 pub struct ScoringGate {
     authority: Arc<Authority>,
     access: Arc<Access>,

@@ -9,9 +9,9 @@
 //! in one process on ephemeral ports.
 
 pub mod auth;
+pub mod client_addr;
 pub mod deployments;
 pub mod drain;
-pub mod client_addr;
 pub mod error;
 pub mod net;
 pub mod routes;
