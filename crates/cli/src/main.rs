@@ -15,6 +15,9 @@ mod serve;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // `mlgate sandbox-exec ...` (internal: how the server starts entry scripts) confines this
     // process and execs the program; it must run before any thread starts.

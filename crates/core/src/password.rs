@@ -4,8 +4,9 @@
 //! Verification is slow and memory-hard on purpose (19 MiB each), so it is also what an
 //! unauthenticated caller can most easily make the server spend. [`PasswordChecks`] bounds it:
 //! at most one verification per core runs, each in a working memory the gate owns and reuses
-//! (so resident memory stays at `cores x 19 MiB` whatever the allocator does), a few callers
-//! per core may wait briefly for a turn, and everyone else is told to come back later.
+//! while callers are waiting (so under load resident memory stays at `cores x 19 MiB` whatever
+//! the allocator does) and frees when nobody waits (so a quiet server gives it back), a few
+//! callers per core may wait briefly for a turn, and everyone else is told to come back later.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,7 +79,7 @@ pub struct PasswordChecks {
     permits: Arc<Semaphore>,
     /// One working memory per permit, reused.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
-    waiting: AtomicUsize,
+    waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     max_wait: Duration,
 }
@@ -91,7 +92,7 @@ impl PasswordChecks {
         Self {
             permits: Arc::new(Semaphore::new(concurrent)),
             memory: Arc::new(Mutex::new(Vec::with_capacity(concurrent))),
-            waiting: AtomicUsize::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
             max_wait,
         }
@@ -121,7 +122,7 @@ impl PasswordChecks {
         };
         let password = password.to_string();
         let phc = phc.map_or_else(|| dummy_hash().to_string(), str::to_string);
-        let memory = self.memory.clone();
+        let (memory, waiting) = (self.memory.clone(), self.waiting.clone());
         // The permit moves into the blocking task: a caller that goes away does not free the
         // slot before the work it started has finished.
         let ok = tokio::task::spawn_blocking(move || {
@@ -129,7 +130,10 @@ impl PasswordChecks {
             let mut mem =
                 memory.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
             let ok = verify_password_in(&password, &phc, &mut mem);
-            memory.lock().unwrap_or_else(|p| p.into_inner()).push(mem);
+            // Kept for the next caller only when one is waiting; otherwise given back.
+            if waiting.load(Ordering::Acquire) > 0 {
+                memory.lock().unwrap_or_else(|p| p.into_inner()).push(mem);
+            }
             ok
         })
         .await
@@ -187,7 +191,9 @@ mod tests {
         }
         assert!(ok >= 1, "at least the first one ran");
         assert!(busy >= 10, "most were turned away ({busy})");
-        // One working memory, reused.
-        assert_eq!(checks.memory.lock().unwrap().len(), 1);
+        // With nobody waiting any more, no working memory is kept.
+        assert!(checks.memory.lock().unwrap().is_empty());
+        assert!(checks.verify("pw", Some(&h)).await.unwrap());
+        assert!(checks.memory.lock().unwrap().is_empty());
     }
 }
