@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Two mlgate builds side by side (A = before a change, B = after): client-credentials grants
-# and ONNX scoring, each server on its own data dir and port, plain HTTP on 127.0.0.1, one wrk
+# Two mlgate builds side by side (A = before a change, B = after): client-credentials grants,
+# management reads (GET of a workspace with the admin's bearer token, authorization on) and ONNX
+# scoring, each server on its own data dir and port, plain HTTP on 127.0.0.1, one wrk
 # at a time, A and B alternating order every round. Prints per-round B/A ratios, their median
 # and spread, and the load average at each round.
 #
 # usage: bench/ab.sh A_BIN B_BIN
 #        (e.g. git worktree add /tmp/a <rev> && cargo build --release in it, for A)
-# env:   ROUNDS=7 CONNS=32 DURATION=8s WARMUP=2s INPUTS=64 OUTPUTS=16
+# env:   WHAT="token read score" ROUNDS=7 CONNS=32 DURATION=8s WARMUP=2s INPUTS=64 OUTPUTS=16
 # Output: bench/out/ab-<timestamp>/ (raw wrk output per run, logs, summary.txt).
 set -euo pipefail
 
@@ -32,7 +33,7 @@ echo '{"runtime": "onnx"}' > "$TMP/ic.json"
 echo '{"computeType": "instance", "cpu_cores": 2}' > "$TMP/dc.json"
 BODY_SCORE="$(python3 -c "import json; print(json.dumps({'data': [[round((i % 7) / 7, 3) for i in range($INPUTS)]]}))")"
 
-declare -A PORT SPID TOKEN_PATH TOKEN_BODY
+declare -A PORT SPID TOKEN_PATH TOKEN_BODY WS_PATH BEARER
 start() { # NAME BIN: a server with a service principal and a deployed ONNX service
   local name=$1 bin=$2 pw port
   pw="$(python3 -c 'import secrets; print("p" + secrets.token_urlsafe(20))')"
@@ -47,7 +48,9 @@ start() { # NAME BIN: a server with a service principal and a deployed ONNX serv
   "${m[@]}" login -u admin@mlgate.local --password="$pw" >/dev/null 2>>"$OUT/cli.log" || die "$name: login failed"
   "$bin" ad sp create-for-rbac --sdk-auth --name bench >"$TMP/sp-$name.json" 2>>"$OUT/cli.log" || die "$name: sp"
   "$bin" group create -n bench >/dev/null 2>>"$OUT/cli.log"
-  "$bin" ml workspace create -w bench-ws -g bench >/dev/null 2>>"$OUT/cli.log"
+  "$bin" ml workspace create -w bench-ws -g bench >"$TMP/ws-$name.json" 2>>"$OUT/cli.log"
+  WS_PATH[$name]="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/ws-$name.json")"
+  BEARER[$name]="Bearer $("$bin" account get-access-token 2>>"$OUT/cli.log" | python3 -c 'import json, sys; print(json.load(sys.stdin)["accessToken"])')"
   "$bin" ml model register -n linear -p "$TMP/model.onnx" -w bench-ws -g bench >/dev/null 2>>"$OUT/cli.log" || die "$name: register"
   "$bin" ml model deploy -n svc -m linear:1 --ic "$TMP/ic.json" --dc "$TMP/dc.json" -w bench-ws -g bench >/dev/null 2>>"$OUT/cli.log" || die "$name: deploy"
   local tenant cid secret
@@ -57,18 +60,21 @@ print(d["tenantId"], d["clientId"], d["clientSecret"])' "$TMP/sp-$name.json")
   TOKEN_BODY[$name]="$(form grant_type client_credentials client_id "$cid" client_secret "$secret" scope https://management.azure.com/.default)"
   [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST --data "${TOKEN_BODY[$name]}" "http://127.0.0.1:$port${TOKEN_PATH[$name]}")" = 200 ] || die "$name: grant"
   [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d "$BODY_SCORE" "http://127.0.0.1:$port/api/v1/service/svc/score")" = 200 ] || die "$name: score"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: ${BEARER[$name]}" "http://127.0.0.1:$port${WS_PATH[$name]}?api-version=2023-10-01")" = 200 ] || die "$name: read"
 }
 start A "$A_BIN"
 start B "$B_BIN"
 
 run_wrk() { # NAME WHAT DURATION [OUTFILE]
-  local name=$1 what=$2 path body ctype
+  local name=$1 what=$2 path body ctype method=POST auth=
   if [ "$what" = token ]; then
     path="${TOKEN_PATH[$name]}" body="${TOKEN_BODY[$name]}" ctype=application/x-www-form-urlencoded
+  elif [ "$what" = read ]; then
+    path="${WS_PATH[$name]}?api-version=2023-10-01" method=GET auth="${BEARER[$name]}"
   else
     path=/api/v1/service/svc/score body="$BODY_SCORE" ctype=application/json
   fi
-  WRK_PATH="$path" WRK_BODY="$body" WRK_CONTENT_TYPE="$ctype" \
+  WRK_PATH="$path" WRK_BODY="$body" WRK_CONTENT_TYPE="$ctype" WRK_METHOD="$method" WRK_AUTHORIZATION="$auth" \
     wrk -t1 -c"$CONNS" -d"$3" --latency -s "$BENCH/wrk/token.lua" "http://127.0.0.1:${PORT[$name]}" > "${4:-/dev/null}"
 }
 {
@@ -76,7 +82,7 @@ run_wrk() { # NAME WHAT DURATION [OUTFILE]
   echo "A: $A_BIN"; echo "B: $B_BIN"
   echo "wrk -t1 -c$CONNS -d$DURATION --latency; rounds: $ROUNDS; scoring: linear $INPUTS->$OUTPUTS ONNX, instance, cpu_cores 2"
 } | tee "$OUT/facts.txt"
-for what in token score; do
+for what in ${WHAT:-token read score}; do
   for n in A B; do run_wrk "$n" "$what" "$WARMUP"; done
   for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order=(A B); else order=(B A); fi
@@ -84,7 +90,7 @@ for what in token score; do
     for n in "${order[@]}"; do run_wrk "$n" "$what" "$DURATION" "$OUT/$what-$n-r$r.txt"; done
   done
 done
-python3 - "$OUT" "$ROUNDS" <<'PY' | tee "$OUT/summary.txt"
+python3 - "$OUT" "$ROUNDS" "${WHAT:-token read score}" <<'PY' | tee "$OUT/summary.txt"
 import pathlib, re, statistics, sys
 out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 def rps(f):
@@ -92,7 +98,7 @@ def rps(f):
     if int(re.search(r"^non-200: (\d+)", t, re.M).group(1)):
         sys.exit(f"{f.name}: non-200 answers")
     return float(re.search(r"^Requests/sec:\s+([\d.]+)", t, re.M).group(1))
-for what in ("token", "score"):
+for what in sys.argv[3].split():
     a = [rps(out / f"{what}-A-r{r}.txt") for r in range(1, rounds + 1)]
     b = [rps(out / f"{what}-B-r{r}.txt") for r in range(1, rounds + 1)]
     ratios = [y / x for x, y in zip(a, b)]

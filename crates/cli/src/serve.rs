@@ -23,13 +23,25 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/mlgate")
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a writer thread, so a request never waits for the terminal or the
+/// journal (the access log writes one line per request). The queue holds 128k lines; a full
+/// queue makes the request wait rather than lose lines. The guard flushes at exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_env("MLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("mlgate-log")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 async fn shutdown_signal() {
@@ -52,7 +64,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    init_logging(args.log_format);
+    let _log_guard = init_logging(args.log_format);
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(&data_dir);
     config.tls = if args.insecure_http {

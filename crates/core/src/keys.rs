@@ -198,7 +198,8 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
-    fn open(record: &SigningKeyRecord, master: &MasterKey) -> Result<Self, KeyError> {
+    /// Unseals a signing key record (the bench/token-limit.sh baseline signs with it too).
+    pub fn open(record: &SigningKeyRecord, master: &MasterKey) -> Result<Self, KeyError> {
         let pkcs8 = master.open(record.kid.0.as_bytes(), &record.sealed_private_key)?;
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
             .map_err(|_| KeyError::Malformed("sealed key is not P-256 PKCS#8".into()))?;

@@ -3,10 +3,11 @@
 //!
 //! Verification is slow and memory-hard on purpose (19 MiB each), so it is also what an
 //! unauthenticated caller can most easily make the server spend. [`PasswordChecks`] bounds it:
-//! at most one verification per core runs, each in a working memory the gate owns and reuses
-//! while callers are waiting (so under load resident memory stays at `cores x 19 MiB` whatever
-//! the allocator does) and frees when nobody waits (so a quiet server gives it back), a few
-//! callers per core may wait briefly for a turn, and everyone else is told to come back later.
+//! at most one verification per core but one runs (at least one), each in a working memory the
+//! gate owns and reuses while callers are waiting (so under load resident memory stays at
+//! `cores x 19 MiB` whatever the allocator does) and frees when nobody waits (so a quiet server
+//! gives it back), a few callers per core may wait briefly for a turn, and everyone else is told
+//! to come back later.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,11 +99,13 @@ impl PasswordChecks {
         }
     }
 
-    /// One verification per core; 32 waiters per core for up to two seconds (a core verifies
-    /// about 25 a second, so a waiter that gets in usually gets its turn).
+    /// One verification per core but one (at least one): a core stays free for everything
+    /// else, so `/healthz`, token grants and scoring keep their latency under a flood of
+    /// password grants (BENCHMARKS.md). 32 waiters per core for up to two seconds (a core
+    /// verifies about 25 a second, so a waiter that gets in usually gets its turn).
     pub fn for_this_machine() -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Self::new(cores, 32 * cores, Duration::from_secs(2))
+        Self::new(cores.saturating_sub(1).max(1), 32 * cores, Duration::from_secs(2))
     }
 
     /// Verifies `password` against `phc`, or against [`dummy_hash`] when `phc` is `None` (an

@@ -44,6 +44,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// MSAL's account key (base64url JSON of `uid` and `utid`), on user sign-ins it asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_info: Option<String>,
 }
 
 /// The device-authorization answer (RFC 8628 3.2); v1 names the URI `verification_url`.

@@ -17,7 +17,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mlgate_core::keys::{KeyState, MasterKey, Signer, new_signing_key};
+use mlgate_core::keys::{MasterKey, Signer, new_signing_key};
+use mlgate_core::model::KeyState;
 use mlgate_core::secrets::{random_bytes, sha256};
 use mlgate_core::tokens::AccessClaims;
 use mlgate_proto::TokenResponse;
@@ -82,7 +83,6 @@ async fn token(
             refresh_token: None,
             id_token: None,
             client_info: None,
-            foci: None,
         })
         .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),

@@ -236,12 +236,9 @@ async fn token(
                 scope: issued.scope,
                 refresh_token: issued.refresh_token,
                 id_token: issued.id_token,
+                client_info: issued.client_info,
             };
-            let mut json = serde_json::to_value(&body).unwrap_or_default();
-            if let (Some(info), Some(obj)) = (issued.client_info, json.as_object_mut()) {
-                obj.insert("client_info".into(), info.into());
-            }
-            (no_store_headers(), Json(json)).into_response()
+            (no_store_headers(), Json(body)).into_response()
         }
         Err(mut failure) => {
             failure.correlation_id = correlation;
