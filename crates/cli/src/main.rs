@@ -2,11 +2,13 @@
 //!
 //! `mlgate serve` runs the server; every other command mirrors the Azure CLI's words
 //! (`login`, `account`, `ad sp`) over the `mlgate-client` SDK. Layout:
+//! - [`alloc`]: the allocator and how it gives memory back;
 //! - [`cli`]: the clap command tree;
 //! - [`serve`]: configuration from flags and environment, logging, signals;
 //! - [`profile`]: the signed-in profile and token cache (`~/.mlgate/profile.json`, mode 0600);
 //! - [`commands`]: one module per command group; [`output`]: JSON and table printing.
 
+mod alloc;
 mod cli;
 mod commands;
 mod output;
@@ -14,9 +16,6 @@ mod profile;
 mod serve;
 
 use clap::Parser;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     // `mlgate sandbox-exec ...` (internal: how the server starts entry scripts) confines this
@@ -26,6 +25,7 @@ fn main() -> std::process::ExitCode {
         let code = mlgate_serving::sandbox::main(&raw[2..]);
         return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    alloc::configure();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -22,10 +22,27 @@ use crate::secrets::random_bytes;
 
 pub fn hash_password(password: &str) -> Result<String, String> {
     let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| e.to_string())?;
-    Argon2::default()
+    let hashed = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    memory_released();
+    hashed
+}
+
+static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what runs on a hashing thread after it freed an argon2 working memory: the binary asks
+/// its allocator to give the 19 MiB back to the system at once, which allocators otherwise
+/// keep for a while (a quiet server would hold it; the figures are in BENCHMARKS.md).
+pub fn set_memory_release_hook(hook: fn()) {
+    let _ = RELEASE_HOOK.set(hook);
+}
+
+fn memory_released() {
+    if let Some(hook) = RELEASE_HOOK.get() {
+        hook();
+    }
 }
 
 /// Checks `password` against a PHC string, computing in `memory` (grown if the hash asks for
@@ -136,6 +153,9 @@ impl PasswordChecks {
             // Kept for the next caller only when one is waiting; otherwise given back.
             if waiting.load(Ordering::Acquire) > 0 {
                 memory.lock().unwrap_or_else(|p| p.into_inner()).push(mem);
+            } else {
+                drop(mem);
+                memory_released();
             }
             ok
         })
