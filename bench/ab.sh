@@ -66,7 +66,7 @@ start A "$A_BIN"
 start B "$B_BIN"
 
 run_wrk() { # NAME WHAT DURATION [OUTFILE]
-  local name=$1 what=$2 path body ctype method=POST auth=
+  local name=$1 what=$2 path= body= ctype= method=POST auth=
   if [ "$what" = token ]; then
     path="${TOKEN_PATH[$name]}" body="${TOKEN_BODY[$name]}" ctype=application/x-www-form-urlencoded
   elif [ "$what" = read ]; then

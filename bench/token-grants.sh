@@ -7,7 +7,8 @@
 #        NODE_WORKERS=2   node-oidc-provider processes via node:cluster. One node process runs JS on
 #                         one core; 2 gives it the same 2 cores a multi-threaded mlgate can use.
 #                         NODE_WORKERS=1 measures a single process.
-#        HTTPS=1          also measure mlgate over HTTPS (extra row "mlgate-https")
+#        HTTPS=1          also measure both over HTTPS, paired in their own rounds: "node-https"
+#                         (node's own TLS, mlgate's certificate) against "mlgate-https"
 #        NODE_ONLY=1      measure node-oidc-provider alone (no mlgate binary needed)
 # No CPU pinning: wrk and the server under test share both cores through the scheduler, as a
 # client on the same host would; the idle server of the pair is not loaded. Both servers get the
@@ -130,7 +131,19 @@ print(d["tenantId"], d["clientId"], d["clientSecret"])' "$TMP/sp.json") || die "
     SPID_TLS=$!
     wait_ready "https://127.0.0.1:$SPORT/readyz" "$SPID_TLS"
     target mlgate-https "https://127.0.0.1:$SPORT" "/$TENANT/oauth2/v2.0/token" "$MBODY" "$SPID_TLS" --cacert "$TMP/data/tls/ca.pem"
-    measure mlgate-https
+    # node over HTTPS with the same certificate, measured in the same rounds as mlgate-https
+    kill "$NPID"; wait "$NPID" 2>/dev/null || true
+    NSPORT="$(free_port)"
+    NODE_ENV=production PORT="$NSPORT" NODE_WORKERS="$NODE_WORKERS" BENCH_CLIENT_ID="$NCLIENT" BENCH_CLIENT_SECRET="$NSECRET" \
+      TLS_CERT="$TMP/data/tls/server.pem" TLS_KEY="$TMP/data/tls/server-key.pem" \
+      node "$BENCH/oidc-provider/server.mjs" >> "$OUT/node.log" 2>&1 &
+    NSPID=$!
+    PIDS+=("$NSPID")
+    wait_ready "https://127.0.0.1:$NSPORT/.well-known/openid-configuration" "$NSPID"
+    target node-https "https://127.0.0.1:$NSPORT" /token \
+      "$(form grant_type client_credentials client_id "$NCLIENT" client_secret "$NSECRET" resource https://management.azure.com/)" "$NSPID" \
+      --cacert "$TMP/data/tls/ca.pem"
+    measure node-https mlgate-https
   fi
 else
   measure node
@@ -138,5 +151,7 @@ fi
 
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/facts.txt"
 echo
-python3 "$BENCH/wrk/summarize.py" "$OUT" | tee "$OUT/summary.txt"
+{ python3 "$BENCH/wrk/summarize.py" "$OUT"
+  [ "$HTTPS" != 1 ] || python3 "$BENCH/wrk/summarize.py" "$OUT" node-https | grep '^paired ratio mlgate-https'
+} | tee "$OUT/summary.txt"
 echo "raw output: $OUT"

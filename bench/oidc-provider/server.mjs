@@ -1,10 +1,13 @@
 // node-oidc-provider set up as a client_credentials-only token service, the comparison server
-// for bench/token-grants.sh. Env: PORT, BENCH_CLIENT_ID, BENCH_CLIENT_SECRET, NODE_WORKERS (1|2..).
+// for bench/token-grants.sh. Env: PORT, BENCH_CLIENT_ID, BENCH_CLIENT_SECRET, NODE_WORKERS (1|2..),
+// TLS_CERT and TLS_KEY (PEM files: serve HTTPS with node's own TLS, as mlgate serves its own).
 // POST /token  grant_type=client_credentials&client_id=..&client_secret=..&resource=https://management.azure.com/
 // -> ES256 JWT access token, aud = the resource, 3600 s.  `scope` is optional (none is needed).
 import cluster from 'node:cluster';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 const PORT = Number(process.env.PORT || 3000);
 const WORKERS = Number(process.env.NODE_WORKERS || 1);
@@ -32,7 +35,8 @@ if (WORKERS > 1 && cluster.isPrimary) {
   };
   const { default: Provider } = await import('../.deps/node/node_modules/oidc-provider/lib/index.js');
 
-  const provider = new Provider(`http://127.0.0.1:${PORT}`, {
+  const scheme = process.env.TLS_CERT ? 'https' : 'http';
+  const provider = new Provider(`${scheme}://127.0.0.1:${PORT}`, {
     clients: [{
       client_id: clientId,
       client_secret: clientSecret,
@@ -64,7 +68,10 @@ if (WORKERS > 1 && cluster.isPrimary) {
   });
   provider.on('server_error', (ctx, err) => console.error('server_error', err));
 
-  http.createServer(provider.callback()).listen(PORT, '127.0.0.1', () => {
+  const server = process.env.TLS_CERT
+    ? https.createServer({ cert: readFileSync(process.env.TLS_CERT), key: readFileSync(process.env.TLS_KEY) }, provider.callback())
+    : http.createServer(provider.callback());
+  server.listen(PORT, '127.0.0.1', () => {
     if (!cluster.isWorker) console.log(`oidc-provider: pid ${process.pid} on 127.0.0.1:${PORT}`);
   });
 }

@@ -93,7 +93,7 @@ fn main() {
         let t = Instant::now();
         rt.block_on(async {
             for _ in 0..n {
-                let admitted = state.serving.admit("svc-none").expect("admitted");
+                let admitted = state.serving.admit("svc-none", Some(300)).expect("admitted");
                 let v = state.serving.score(admitted, input.clone()).await.expect("score");
                 std::hint::black_box(v);
             }

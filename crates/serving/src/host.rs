@@ -63,9 +63,19 @@ impl Default for Limits {
     }
 }
 
-/// Requests that may wait for a worker, per worker slot; at least [`MIN_QUEUE`].
-pub const QUEUE_PER_SLOT: usize = 4;
-pub const MIN_QUEUE: usize = 16;
+/// Requests that may wait for a worker, per worker slot; at least [`MIN_QUEUE`]. Waiting is
+/// bounded in time by `maxQueueWaitMs`; this bounds how many wait, so that a crowd of clients
+/// (a load balancer's 32 or 64 connections) queues rather than being refused at once.
+pub const QUEUE_PER_SLOT: usize = 16;
+pub const MIN_QUEUE: usize = 256;
+/// The request bodies a service holds, running and waiting, at most: 64 MiB plus the largest
+/// body for each worker slot. A request is charged its declared length (the largest body when
+/// it declares none), so many small requests may queue but few large ones.
+pub const QUEUE_BODY_BYTES: u64 = 64 << 20;
+/// The largest scoring body; requests without a length are charged this much.
+pub const MAX_BODY_BYTES: u64 = 8 << 20;
+/// Body memory is counted in units of this many bytes (a semaphore counts at most u32 permits).
+const BODY_UNIT: u64 = 1024;
 
 enum Models {
     Onnx { model: Arc<OnnxModel>, replicas: Vec<Arc<Semaphore>> },
@@ -76,26 +86,32 @@ struct Running {
     models: Models,
     next: AtomicUsize,
     limits: Limits,
-    /// Requests in the service (running or waiting): its permits bound what it holds.
+    /// Requests in the service (running or waiting): its permits bound how many it holds.
     admission: Arc<Semaphore>,
+    /// Their bodies, in [`BODY_UNIT`]s: bounds the memory they hold.
+    body_memory: Arc<Semaphore>,
 }
 
 impl Running {
     fn new(models: Models, slots: usize, limits: Limits) -> Self {
         let queue = (slots * QUEUE_PER_SLOT).max(MIN_QUEUE);
+        let body_bytes = QUEUE_BODY_BYTES + slots as u64 * MAX_BODY_BYTES;
         Self {
             models,
             next: AtomicUsize::new(0),
             limits,
             admission: Arc::new(Semaphore::new(slots + queue)),
+            body_memory: Arc::new(Semaphore::new((body_bytes / BODY_UNIT) as usize)),
         }
     }
 }
 
-/// A request let into a service: holds its place until dropped.
+/// A request let into a service: holds its place (and its body's share of memory) until
+/// dropped.
 pub struct Admission {
     running: Arc<Running>,
     _place: OwnedSemaphorePermit,
+    _body: OwnedSemaphorePermit,
 }
 
 /// Round robin from `next`, preferring the first replica that has capacity now.
@@ -190,8 +206,10 @@ impl ServingHost {
     }
 
     /// Lets a request into the named service, or refuses it at once: unknown, or every
-    /// worker busy and the queue full. Call it before reading the request's body.
-    pub fn admit(&self, name: &str) -> Result<Admission, ServeError> {
+    /// worker busy and the queue full (by count, or by the memory its body may take:
+    /// `body_len` is the declared `Content-Length`, `None` when chunked). Call it before
+    /// reading the request's body.
+    pub fn admit(&self, name: &str, body_len: Option<u64>) -> Result<Admission, ServeError> {
         let running = self
             .running
             .read()
@@ -204,7 +222,13 @@ impl ServingHost {
             .clone()
             .try_acquire_owned()
             .map_err(|_| ServeError::Busy("its queue is full"))?;
-        Ok(Admission { running, _place: place })
+        let units = body_len.unwrap_or(MAX_BODY_BYTES).min(MAX_BODY_BYTES).div_ceil(BODY_UNIT);
+        let body = running
+            .body_memory
+            .clone()
+            .try_acquire_many_owned(units.max(1) as u32)
+            .map_err(|_| ServeError::Busy("its queue is full"))?;
+        Ok(Admission { running, _place: place, _body: body })
     }
 
     /// Scores `request` on the service it was admitted to.

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Scoring requests larger than this are refused unread.
-pub const MAX_SCORE_BODY: usize = 8 * 1024 * 1024;
+pub const MAX_SCORE_BODY: usize = mlgate_serving::host::MAX_BODY_BYTES as usize;
 const MAX_DEPLOY_BODY: usize = 256 * 1024;
 
 fn json(state: &AppState, s: &Service, ws: WorkspaceRef<'_>) -> proto::Service {
@@ -162,7 +162,13 @@ pub async fn score(
 ) -> Result<Response, ApiError> {
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
     state.services.gate().check(&name, authorization).map_err(ApiError::Scoring)?;
-    let admitted = state.serving.admit(&name).map_err(|e| serve_error(&state, &name, e))?;
+    let body_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let admitted =
+        state.serving.admit(&name, body_len).map_err(|e| serve_error(&state, &name, e))?;
     let bytes =
         to_bytes(req.into_body(), MAX_SCORE_BODY).await.map_err(|_| ApiError::PayloadTooLarge)?;
     let request: serde_json::Value = serde_json::from_slice(&bytes)
