@@ -565,13 +565,15 @@ impl Services {
             updated_at: now,
             created_by: caller.object_id,
         };
-        store.put_service(&service).await.map_err(|e| match e {
+        // A first deployment gets its two keys in the same transaction as its record, so a
+        // service never exists without keys (an update keeps the keys it has).
+        let keys = ServiceKeys { primary: new_client_secret(), secondary: new_client_secret() };
+        store.put_service(&service, &self.seal_keys(name, &keys)?).await.map_err(|e| match e {
             StoreError::Conflict(_) => {
                 Error::Conflict(format!("the service name '{name}' is taken"))
             }
             other => other.into(),
         })?;
-        self.ensure_keys(name).await?;
         self.install_gate(&service, &workspace).await?;
         Ok((service, mv, rollout))
     }
@@ -581,8 +583,9 @@ impl Services {
     pub(crate) async fn ensure_keys(&self, name: &str) -> Result<(), Error> {
         let store = self.directory.store();
         if store.service_keys(name).await?.is_none() {
+            // Insert-if-absent: of two callers at once, one stores its keys and both use them.
             let keys = ServiceKeys { primary: new_client_secret(), secondary: new_client_secret() };
-            store.put_service_keys(name, &self.seal_keys(name, &keys)?).await?;
+            store.insert_service_keys(name, &self.seal_keys(name, &keys)?).await?;
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ use mlgate_core::directory::{BootstrapReport, Directory, bootstrap};
 use mlgate_core::keys::MasterKey;
 use mlgate_core::resources::Resources;
 use mlgate_core::store::Store;
-use mlgate_store::SqliteStore;
+use mlgate_store::SqlStore;
 use time::Duration;
 
 use crate::state::AppState;
@@ -55,6 +55,9 @@ pub enum TlsMode {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    /// The store (`--store`, `MLGATE_STORE`): `postgres://...` for several nodes on one
+    /// database, `sqlite://PATH` or a path; `None` is SQLite in `{data_dir}/mlgate.db`.
+    pub store: Option<String>,
     pub tls: TlsMode,
     /// The URL clients reach this server at; derived from the listener when `None`.
     pub public_url: Option<String>,
@@ -95,6 +98,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            store: None,
             tls: TlsMode::LocalCa,
             public_url: None,
             domain: "mlgate.local".into(),
@@ -163,7 +167,7 @@ pub fn load_master_key(
 
 /// Opens the store of an existing data directory (every command but `serve`): a missing
 /// folder or database is an error rather than a new, empty store.
-pub async fn open_existing_store(data_dir: &Path) -> Result<SqliteStore> {
+pub async fn open_existing_store(data_dir: &Path) -> Result<SqlStore> {
     if !data_dir.is_dir() {
         bail!(
             "the data directory {} does not exist (check --data-dir or MLGATE_DATA_DIR; only \
@@ -175,17 +179,30 @@ pub async fn open_existing_store(data_dir: &Path) -> Result<SqliteStore> {
     if !db.is_file() {
         bail!("{} holds no mlgate store ({} is missing)", data_dir.display(), db.display());
     }
-    SqliteStore::open(&db).await.map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+    SqlStore::open_sqlite(&db).await.map_err(|e| anyhow::anyhow!("opening the store: {e}"))
 }
 
 /// Opens the store, creating the data directory (mode 0700) if needed: `serve` only.
-pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
+pub async fn open_store(data_dir: &Path) -> Result<SqlStore> {
+    open_store_at(data_dir, None).await
+}
+
+/// Opens the store `url` names (see [`mlgate_store::StoreUrl`]), or SQLite in the data
+/// directory, creating the data directory (mode 0700), which keeps the master key and TLS
+/// files whatever the store.
+pub async fn open_store_at(data_dir: &Path, url: Option<&str>) -> Result<SqlStore> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
-    SqliteStore::open(&database_path(data_dir))
+    let location = match url {
+        Some(u) => mlgate_store::StoreUrl::parse(u).map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+        None => mlgate_store::StoreUrl::Sqlite(database_path(data_dir)),
+    };
+    let store = SqlStore::open(&location)
         .await
-        .map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+        .map_err(|e| anyhow::anyhow!("opening the store {location}: {e}"))?;
+    tracing::info!(store = %location, "store open");
+    Ok(store)
 }
 
 pub struct Server {
@@ -213,7 +230,7 @@ impl Server {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let store = Arc::new(open_store(&config.data_dir).await?);
+        let store = Arc::new(open_store_at(&config.data_dir, config.store.as_deref()).await?);
         Self::with_store(listener, config, clock, store).await
     }
 

@@ -21,3 +21,4 @@ mod rbac;
 mod sandbox;
 mod service_auth;
 mod services;
+mod store_migrate;

@@ -10,7 +10,7 @@ use mlgate_core::keys::KeySet;
 use mlgate_core::store::KeyStore;
 use mlgate_proto::{CreateServicePrincipal, ServicePrincipalSecret};
 use mlgate_server::{Server, ServerConfig};
-use mlgate_store::SqliteStore;
+use mlgate_store::SqlStore;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -36,12 +36,35 @@ impl Drop for TempDir {
     }
 }
 
+/// With `MLGATE_IT_STORE=postgres` (and `MLGATE_TEST_POSTGRES_URL` naming a cluster), every
+/// test server keeps its store in a fresh PostgreSQL database of its own, remembered in the
+/// test's folder so that a restart finds it again; otherwise SQLite in the data directory.
+pub async fn postgres_store(dir: &TempDir) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let remembered = dir.0.join("store-url");
+    if let Ok(url) = std::fs::read_to_string(&remembered) {
+        return Some(url);
+    }
+    let base = mlgate_store::testing::postgres_url()
+        .expect("MLGATE_IT_STORE=postgres needs MLGATE_TEST_POSTGRES_URL");
+    let url = mlgate_store::testing::fresh_postgres_database(&base).await.unwrap();
+    std::fs::write(&remembered, &url).unwrap();
+    Some(url)
+}
+
+/// Whether this run keeps test servers' stores in PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("MLGATE_IT_STORE").is_ok_and(|v| v == "postgres")
+}
+
 pub struct TestServer {
     pub url: String,
     pub ca_pem: Vec<u8>,
     pub ca_file: PathBuf,
     pub clock: Arc<ManualClock>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
     pub tenant_id: String,
     pub server_state: mlgate_server::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -68,7 +91,12 @@ impl TestServer {
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let store = Arc::new(mlgate_server::open_store(&config.data_dir).await.unwrap());
+        if config.store.is_none() {
+            config.store = postgres_store(&dir).await;
+        }
+        let store = Arc::new(
+            mlgate_server::open_store_at(&config.data_dir, config.store.as_deref()).await.unwrap(),
+        );
         let server =
             Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
         let url = server.url().to_string();
