@@ -2,10 +2,13 @@
 --   WRK_PATH  request path, e.g. /token or /<tenant>/oauth2/v2.0/token
 --   WRK_BODY  the body (WRK_CONTENT_TYPE, default application/x-www-form-urlencoded)
 -- done() prints the status-code histogram and "non-200: N" so an erroring server can't look fast.
-wrk.method = "POST"
+--   WRK_METHOD  GET sends no body (default POST)
+wrk.method = os.getenv("WRK_METHOD") or "POST"
 wrk.path = assert(os.getenv("WRK_PATH"), "WRK_PATH is required")
-wrk.body = assert(os.getenv("WRK_BODY"), "WRK_BODY is required")
-wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/x-www-form-urlencoded"
+if wrk.method == "POST" then
+  wrk.body = assert(os.getenv("WRK_BODY"), "WRK_BODY is required")
+  wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/x-www-form-urlencoded"
+end
 --   WRK_AUTHORIZATION  an Authorization header value (optional)
 if os.getenv("WRK_AUTHORIZATION") and os.getenv("WRK_AUTHORIZATION") ~= "" then
   wrk.headers["Authorization"] = os.getenv("WRK_AUTHORIZATION")

@@ -629,10 +629,16 @@ pub enum KeysCommand {
     Rotate {
         #[arg(long, env = "MLGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The server's store when it is not the data directory's SQLite (`postgres://...`).
+        #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+        store: Option<String>,
     },
     /// The signing keys and their states.
     List {
         #[arg(long, env = "MLGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The server's store when it is not the data directory's SQLite (`postgres://...`).
+        #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+        store: Option<String>,
     },
 }

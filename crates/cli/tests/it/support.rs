@@ -37,21 +37,22 @@ impl Drop for TempDir {
 }
 
 /// With `MLGATE_IT_STORE=postgres` (and `MLGATE_TEST_POSTGRES_URL` naming a cluster), every
-/// test server keeps its store in a fresh PostgreSQL database of its own, remembered in the
-/// test's folder so that a restart finds it again; otherwise SQLite in the data directory.
-pub async fn postgres_store(dir: &TempDir) -> Option<String> {
+/// test server keeps its store in a fresh PostgreSQL database of its own (remembered in the
+/// test's folder, so that a restart finds it again); otherwise SQLite in the data directory.
+pub async fn postgres_store() -> Option<String> {
     if !on_postgres() {
         return None;
     }
-    let remembered = dir.0.join("store-url");
-    if let Ok(url) = std::fs::read_to_string(&remembered) {
-        return Some(url);
-    }
     let base = mlgate_store::testing::postgres_url()
         .expect("MLGATE_IT_STORE=postgres needs MLGATE_TEST_POSTGRES_URL");
-    let url = mlgate_store::testing::fresh_postgres_database(&base).await.unwrap();
-    std::fs::write(&remembered, &url).unwrap();
-    Some(url)
+    Some(mlgate_store::testing::fresh_postgres_database(&base).await.unwrap())
+}
+
+/// For tests about the SQLite file itself (what is in it at rest, its migrations, what a
+/// confined script can open in the data directory): SQLite in the data directory whatever
+/// the run's backend.
+pub fn sqlite_in_data_dir(c: &mut ServerConfig) {
+    c.store = Some(c.data_dir.join("mlgate.db").display().to_string());
 }
 
 /// Whether this run keeps test servers' stores in PostgreSQL.
@@ -65,6 +66,8 @@ pub struct TestServer {
     pub ca_file: PathBuf,
     pub clock: Arc<ManualClock>,
     pub store: Arc<SqlStore>,
+    /// The store's URL when it is not the data directory's SQLite file.
+    pub store_url: Option<String>,
     pub tenant_id: String,
     pub server_state: mlgate_server::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -91,12 +94,21 @@ impl TestServer {
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // A restart in the same folder finds the store the first start used.
+        let remembered = dir.0.join("store-url");
         if config.store.is_none() {
-            config.store = postgres_store(&dir).await;
+            config.store = match std::fs::read_to_string(&remembered) {
+                Ok(url) => Some(url),
+                Err(_) => postgres_store().await,
+            };
+        }
+        if let Some(url) = &config.store {
+            std::fs::write(&remembered, url).unwrap();
         }
         let store = Arc::new(
             mlgate_server::open_store_at(&config.data_dir, config.store.as_deref()).await.unwrap(),
         );
+        let store_url = config.store.clone();
         let server =
             Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
         let url = server.url().to_string();
@@ -115,6 +127,7 @@ impl TestServer {
             ca_file,
             clock,
             store,
+            store_url,
             tenant_id,
             server_state,
             shutdown: Some(tx),
