@@ -8,6 +8,7 @@ mod support;
 
 mod directory;
 mod flows;
+mod migrations;
 mod races;
 mod records;
 mod resources;

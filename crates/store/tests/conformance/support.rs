@@ -20,6 +20,12 @@ use uuid::Uuid;
 /// Removes the SQLite file's folder when the test ends.
 pub struct Guard(PathBuf);
 
+impl Guard {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
