@@ -87,3 +87,34 @@ async fn a_moved_store_accepts_the_old_secrets() {
         target.starts_with("postgres")
     );
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_is_named_without_its_password() {
+    let dir = TempDir::new();
+    for (store, expect) in [
+        // Nothing listens on port 1: the connection is refused at once.
+        (
+            "postgres://mlgate:s3cret-pw@127.0.0.1:1/mlgate",
+            "postgres://mlgate:***@127.0.0.1:1/mlgate",
+        ),
+        ("mysql://mlgate:s3cret-pw@127.0.0.1/mlgate", "unsupported store"),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.0.join("data"))
+            .args(["--store", store])
+            .env("MLGATE_LOG", "info")
+            .env_remove("MLGATE_STORE")
+            .output()
+            .await
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains(expect), "{text}");
+        assert!(!text.contains("s3cret-pw"), "the password is in the output: {text}");
+    }
+}
