@@ -7,7 +7,7 @@ use mlgate_core::store::{EndpointStore, StoreError, StoreResult};
 
 use crate::SqlStore;
 use crate::db::{Row, args, to_json};
-use crate::services::lock_name;
+use crate::services::{hold_workspace, lock_name};
 
 pub(crate) fn endpoint_from(row: &Row) -> StoreResult<OnlineEndpoint> {
     let auth = row.text("auth_mode")?;
@@ -61,6 +61,7 @@ impl EndpointStore for SqlStore {
     async fn put_endpoint(&self, e: &OnlineEndpoint) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         let key = lock_name(&mut tx, &e.name).await?;
+        hold_workspace(&mut tx, e.workspace_id).await?;
         let owner =
             tx.opt("SELECT workspace_id FROM services WHERE name_key = $1", args![&key]).await?;
         if let Some(owner) = owner

@@ -123,6 +123,15 @@ impl ResourceStore for SqlStore {
         scope_key: &str,
     ) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
+        // Lock the group's workspaces before counting what they hold: a deployment into one
+        // of them (which holds its row) either committed before, and is counted, or waits and
+        // then finds its workspace gone.
+        tx.lock_rows(
+            "SELECT id FROM workspaces WHERE subscription_id = $1 AND rg_key = $2 \
+             ORDER BY id FOR UPDATE",
+            args![sub, name_key(name)],
+        )
+        .await?;
         let running =
             tx.one(RUNNING_IN, args![sub, name_key(name), None::<String>]).await?.int("n")?;
         if running > 0 {
@@ -217,7 +226,14 @@ impl ResourceStore for SqlStore {
         scope_key: &str,
     ) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
-        // A workspace's running services would go on scoring with no workspace to manage them.
+        // A workspace's running services would go on scoring with no workspace to manage them:
+        // lock the row, then count (see `delete_resource_group`).
+        tx.lock_rows(
+            "SELECT id FROM workspaces WHERE subscription_id = $1 AND rg_key = $2 \
+             AND name_key = $3 FOR UPDATE",
+            args![sub, name_key(rg), name_key(name)],
+        )
+        .await?;
         let running =
             tx.one(RUNNING_IN, args![sub, name_key(rg), name_key(name)]).await?.int("n")?;
         if running > 0 {

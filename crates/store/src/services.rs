@@ -1,7 +1,7 @@
 //! Web services and their keys.
 
 use async_trait::async_trait;
-use mlgate_core::ids::name_key;
+use mlgate_core::ids::{WorkspaceId, name_key};
 use mlgate_core::model::{SealedServiceKeys, Service, ServiceState};
 use mlgate_core::store::{ServiceStore, StoreError, StoreResult};
 use time::OffsetDateTime;
@@ -83,11 +83,22 @@ pub(crate) async fn lock_name(tx: &mut Tx, name: &str) -> StoreResult<String> {
     Ok(key)
 }
 
+/// Holds the workspace a service or endpoint goes into until the transaction ends (its
+/// deletion locks the row first, then counts what it holds), and refuses one that is gone.
+pub(crate) async fn hold_workspace(tx: &mut Tx, ws: WorkspaceId) -> StoreResult<()> {
+    tx.lock_rows("SELECT id FROM workspaces WHERE id = $1 FOR SHARE", args![ws]).await?;
+    match tx.opt("SELECT id FROM workspaces WHERE id = $1", args![ws]).await? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound),
+    }
+}
+
 #[async_trait]
 impl ServiceStore for SqlStore {
     async fn put_service(&self, s: &Service, initial_keys: &SealedServiceKeys) -> StoreResult<()> {
         let mut tx = self.db.begin().await?;
         let key = lock_name(&mut tx, &s.name).await?;
+        hold_workspace(&mut tx, s.workspace_id).await?;
         let owner = tx
             .opt("SELECT workspace_id FROM online_endpoints WHERE name_key = $1", args![&key])
             .await?;

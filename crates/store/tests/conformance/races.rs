@@ -24,6 +24,7 @@ conformance!(
     one_name_two_workspaces_at_once,
     uploads_into_a_full_area_at_once,
     signing_key_rotations_at_once,
+    a_deployment_and_its_workspaces_deletion_at_once,
 );
 
 const TASKS: usize = 16;
@@ -268,4 +269,35 @@ async fn signing_key_rotations_at_once(s: Arc<dyn Store>) {
     let count = |st: KeyState| keys.iter().filter(|k| k.state == st).count();
     assert_eq!((count(KeyState::Active), count(KeyState::Next)), (1, 1), "{keys:?}");
     assert_eq!(count(KeyState::Retired), 6);
+}
+
+async fn a_deployment_and_its_workspaces_deletion_at_once(s: Arc<dyn Store>) {
+    let seed = seed(s.as_ref()).await;
+    let by = seed.admin.object_id;
+    for round in 0..8 {
+        let name = format!("ws{round}");
+        let (ws, _) = s.put_workspace(&workspace(seed.sub.id, "RG", &name, by)).await.unwrap();
+        let scope = format!(
+            "/subscriptions/{}/resourcegroups/rg/providers/microsoft.machinelearningservices/workspaces/{name}",
+            seed.sub.id
+        );
+        let sub = seed.sub.id;
+        let results = at_once(2, |i| {
+            let s = s.clone();
+            let (name, scope) = (name.clone(), scope.clone());
+            async move {
+                if i == 0 {
+                    s.put_service(&service(&format!("svc-{name}"), ws.id, by), &sealed("k")).await
+                } else {
+                    s.delete_workspace(sub, "RG", &name, &scope).await
+                }
+            }
+        })
+        .await;
+        // Never a service left in a workspace that is gone: one of the two gives way.
+        let workspace_left = s.workspace_by_id(ws.id).await.unwrap().is_some();
+        let service_left = s.service(&format!("svc-{name}")).await.unwrap().is_some();
+        assert!(workspace_left || !service_left, "an orphan service (round {round}): {results:?}");
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    }
 }
