@@ -220,6 +220,7 @@ impl Resources {
             other => other.into(),
         })?;
         self.access.engine().remove_assignments_within(&scope);
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(())
     }
 
@@ -379,6 +380,7 @@ impl Resources {
             other => other.into(),
         })?;
         self.access.engine().remove_assignments_within(&scope);
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(())
     }
 }

@@ -428,6 +428,8 @@ pub trait Store:
     + ApplicationStore
     + EndpointStore
     + CodeStore
+    + crate::changes::ChangeStore
+    + crate::lockout::AttemptStore
     + Send
     + Sync
     + 'static

@@ -41,7 +41,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_applications.sql")),
     (9, include_str!("../migrations/sqlite/0009_user_code_digest.sql")),
     (10, include_str!("../migrations/sqlite/0010_online_endpoints.sql")),
+    (11, include_str!("../migrations/sqlite/0011_changes.sql")),
 ];
+
+mod shared;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
