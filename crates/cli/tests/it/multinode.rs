@@ -314,6 +314,52 @@ async fn three_nodes_see_each_others_changes_within_a_second() {
     }
 }
 
+/// A password grant at `node`; the status and the AADSTS code of a refusal.
+async fn password_grant(node: &Node, username: &str, password: &str) -> (u16, u64) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/mlgate.local/oauth2/v2.0/token", node.url))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", mlgate_proto::CLI_CLIENT_ID),
+            ("username", username),
+            ("password", password),
+            ("scope", ARM_SCOPE),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let code = if status == 200 {
+        0
+    } else {
+        assert_oauth_error(&body, &body["error"].as_str().unwrap().to_string())
+    };
+    (status, code)
+}
+
+#[tokio::test]
+async fn wrong_passwords_spread_over_nodes_lock_the_account_on_all() {
+    let cluster = Cluster::start().await;
+    // Ten wrong passwords, round robin over the three nodes: the store counts them together
+    // (each node alone saw at most four, under the threshold of ten).
+    for i in 0..10 {
+        let (status, code) =
+            password_grant(&cluster.nodes[i % 3], "victim@mlgate.local", "guess").await;
+        assert_eq!((status, code), (400, 50126), "attempt {i}");
+    }
+    for n in &cluster.nodes {
+        assert_eq!(
+            password_grant(n, "victim@mlgate.local", "guess").await,
+            (400, 50053),
+            "{} does not know the account is locked",
+            n.url
+        );
+    }
+    // The administrator, signing in from the same address, is another account.
+    assert_eq!(password_grant(&cluster.nodes[1], ADMIN, ADMIN_PASSWORD).await.0, 200);
+}
+
 fn claims_header_kid(token: &str) -> String {
     header(token)["kid"].as_str().unwrap_or_default().to_string()
 }
