@@ -8,6 +8,7 @@ B being probed every 5 ms. Prints p50, p90, p99 and max over all changes.
 usage: propagation.py URL_A URL_B CHANGES
 """
 import json
+import random
 import statistics
 import sys
 import time
@@ -78,6 +79,10 @@ times = []
 assignment = assign()
 wait_on_b(200)
 for i in range(N):
+    # A random pause first: B noticed the last change right after one of its polls, so a
+    # change made at once would always wait a whole poll interval (the loop would lock onto
+    # B's phase and report the worst case every time).
+    time.sleep(random.uniform(0, 0.3))
     if i % 2 == 0:
         assert call("DELETE", f"{A}/api/v1/roleAssignments/{assignment}", admin)[0] == 200
         t0 = time.monotonic()
