@@ -226,6 +226,7 @@ impl Resources {
             },
         )?;
         self.access.engine().remove_assignments_within(&scope);
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(())
     }
 
@@ -391,6 +392,7 @@ impl Resources {
             },
         )?;
         self.access.engine().remove_assignments_within(&scope);
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(())
     }
 }

@@ -575,6 +575,7 @@ impl Services {
             other => other.into(),
         })?;
         self.install_gate(&service, &workspace).await?;
+        self.publish(name).await;
         Ok((service, mv, rollout))
     }
 
@@ -717,6 +718,7 @@ impl Services {
         if let Some((service, workspace)) = running {
             self.install_gate(service, workspace).await?;
         }
+        self.publish(name).await;
         Ok(keys)
     }
 
@@ -817,7 +819,29 @@ impl Services {
         self.find(caller, ws, name).await?;
         self.directory.store().delete_service(name).await?;
         self.gate.remove(name);
+        self.publish(name).await;
         Ok(())
+    }
+
+    /// Tells the other nodes that the service `name` changed (deployed, updated, deleted, its
+    /// keys): each re-reads it, puts its gate entry in force and starts or stops its replicas.
+    pub async fn publish(&self, name: &str) {
+        self.directory.publish(crate::changes::Change::Service { name: name.to_string() }).await;
+    }
+
+    /// Puts the stored state of `name` in force in the gate, or removes it when the service
+    /// is gone (another node changed it). Returns the service, if any.
+    pub async fn refresh_gate(&self, name: &str) -> Result<Option<Service>, Error> {
+        match self.directory.store().service(name).await? {
+            Some(s) => {
+                self.restore_gate(&s).await?;
+                Ok(Some(s))
+            }
+            None => {
+                self.gate.remove(name);
+                Ok(None)
+            }
+        }
     }
 
     /// Records how a start or restart went.

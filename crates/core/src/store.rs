@@ -447,6 +447,8 @@ pub trait Store:
     + ApplicationStore
     + EndpointStore
     + CodeStore
+    + crate::changes::ChangeStore
+    + crate::lockout::AttemptStore
     + Send
     + Sync
     + 'static

@@ -13,6 +13,7 @@ pub mod client_addr;
 pub mod deployments;
 pub mod drain;
 pub mod error;
+pub mod follower;
 pub mod net;
 pub mod routes;
 pub mod state;
@@ -72,6 +73,11 @@ pub struct ServerConfig {
     pub client_cache_ttl: Duration,
     /// How often signing keys are re-read (a rotation by `mlgate keys rotate` or another node).
     pub key_reload_interval: StdDuration,
+    /// How often the change log of the store is read (other nodes' changes take effect
+    /// within this, plus the time to reload).
+    pub change_poll_interval: StdDuration,
+    /// How often everything other nodes may change is reloaded whole, for changes missed.
+    pub reconcile_interval: StdDuration,
     /// Resources (audiences) accepted beyond the built-in ones.
     pub extra_resources: Vec<String>,
     /// The Python interpreter (or virtualenv's) that runs `score.py` entry scripts.
@@ -108,6 +114,8 @@ impl ServerConfig {
             refresh_token_lifetime: Duration::days(90),
             client_cache_ttl: Duration::seconds(5),
             key_reload_interval: StdDuration::from_secs(30),
+            change_poll_interval: StdDuration::from_millis(250),
+            reconcile_interval: StdDuration::from_secs(30),
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
             python: PathBuf::from("python3"),
@@ -212,6 +220,7 @@ pub struct Server {
     connections: net::Connections,
     state: AppState,
     key_reload_interval: StdDuration,
+    follow: (StdDuration, StdDuration),
     pub startup: Startup,
 }
 
@@ -257,6 +266,7 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("reading the store: {e}"))?
             .is_empty();
         let master = load_master_key(&config.data_dir, config.master_key.as_deref(), has_keys)?;
+        follower::check_master_key(store.as_ref(), &master, config.master_key.is_some()).await?;
         let report = bootstrap(
             store.as_ref(),
             &master,
@@ -407,6 +417,7 @@ impl Server {
             connections: net::Connections::new(config.limits),
             state,
             key_reload_interval: config.key_reload_interval,
+            follow: (config.change_poll_interval, config.reconcile_interval),
             startup: Startup { url, ca_file, bootstrap: report },
         })
     }
@@ -445,9 +456,14 @@ impl Server {
                 }
             }
         });
+        // Other nodes' changes to what this one holds in memory.
+        let (poll, reconcile) = self.follow;
+        let follower =
+            tokio::spawn(follower::Follower::new(self.state.clone(), poll, reconcile).run());
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let served = self.connections.serve(listener, self.tls, self.app, shutdown).await;
         reloader.abort();
+        follower.abort();
         served.context("serving")
     }
 }

@@ -9,6 +9,8 @@
 //!   SQL both databases accept, and each row is mapped once;
 //! - [`db`]: the thin per-backend part (connecting, migrations, transactions and locking,
 //!   error mapping), `db/sqlite.rs` and `db/postgres.rs`;
+//! - `shared`: what several nodes share beyond records (the change log, with PostgreSQL's
+//!   `LISTEN/NOTIFY`; settings; the password lock-out's counts);
 //! - [`copy`]: `mlgate store migrate`, every record from one store into another;
 //! - [`blobs`]: the content-addressed file store (model files, uploads).
 //!
@@ -28,6 +30,7 @@ mod models;
 mod rbac;
 mod resources;
 mod services;
+mod shared;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +46,8 @@ use db::{Db, args};
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pub(crate) db: Db,
+    /// PostgreSQL: the connection that LISTENs for other nodes' changes (made on first wait).
+    pub(crate) listener: shared::Listener,
 }
 
 /// Where a store lives, as the operator names it (`--store`, `MLGATE_STORE`).
@@ -123,14 +128,14 @@ impl SqlStore {
 
     /// Opens (creating if needed) an SQLite file and applies pending migrations.
     pub async fn open_sqlite(path: &Path) -> StoreResult<Self> {
-        Ok(Self { db: Db::Sqlite(db::sqlite::open(path).await?) })
+        Ok(Self { db: Db::Sqlite(db::sqlite::open(path).await?), listener: Default::default() })
     }
 
     /// Connects to PostgreSQL and applies pending migrations (once, whatever the number of
     /// nodes starting together).
     pub async fn open_postgres(url: &str) -> StoreResult<Self> {
         let pool = db::postgres::open(url, db::postgres::DEFAULT_POOL_SIZE).await?;
-        Ok(Self { db: Db::Pg(pool) })
+        Ok(Self { db: Db::Pg(pool), listener: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {

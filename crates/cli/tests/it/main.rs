@@ -15,6 +15,7 @@ mod interactive;
 mod keys;
 mod lifecycle;
 mod models;
+mod multinode;
 mod oauth;
 mod online;
 mod rbac;

@@ -12,8 +12,10 @@ use time::OffsetDateTime;
 
 use super::{Val, map_err};
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_schema.sql")),
+    (2, include_str!("../../migrations/postgres/0002_changes.sql")),
+];
 
 /// The advisory lock migrations run under (any constant both nodes agree on: "mlgate" in
 /// ASCII).
