@@ -86,7 +86,13 @@ impl ChangeStore for SqlStore {
                     .await?
             }
             Db::Pg(_) => {
-                self.db.opt("SELECT COALESCE(MAX(id), 0) AS id FROM changes", args![]).await?
+                self.db
+                    .opt(
+                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS id \
+                         FROM changes_id_seq",
+                        args![],
+                    )
+                    .await?
             }
         };
         row.map_or(Ok(0), |r| r.int("id"))
@@ -241,5 +247,127 @@ impl AttemptStore for SqlStore {
             .exec("DELETE FROM familiar_sources WHERE seen_at < $1", args![familiar_before])
             .await?;
         Ok(a + f)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use mlgate_core::changes::ChangeStore;
+    use mlgate_core::lockout::AttemptStore;
+    use time::{Duration, OffsetDateTime};
+
+    use crate::SqlStore;
+
+    /// An SQLite store, and a PostgreSQL one when the test cluster is given.
+    async fn stores() -> (Vec<SqlStore>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mlgate-shared-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all = vec![SqlStore::open_sqlite(&dir.join("t.db")).await.unwrap()];
+        if let Some(base) = crate::testing::postgres_url() {
+            let url = crate::testing::fresh_postgres_database(&base).await.unwrap();
+            all.push(SqlStore::open_postgres(&url).await.unwrap());
+        }
+        (all, dir)
+    }
+
+    #[tokio::test]
+    async fn the_change_log_is_read_in_order_pruned_and_never_reuses_ids() {
+        let (all, dir) = stores().await;
+        for s in &all {
+            let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+            assert_eq!(s.last_change_id().await.unwrap(), 0);
+            let a = s.publish_change("rbac", "", t0).await.unwrap();
+            let b = s.publish_change("service", "iris", t0 + Duration::hours(2)).await.unwrap();
+            assert!(b > a);
+            let rows = s.changes_after(0, 10).await.unwrap();
+            assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a, b]);
+            assert_eq!((rows[1].kind.as_str(), rows[1].key.as_str()), ("service", "iris"));
+            assert_eq!(s.changes_after(a, 10).await.unwrap().len(), 1);
+            assert_eq!(s.changes_after(0, 1).await.unwrap().len(), 1, "the limit holds");
+            assert_eq!(s.prune_changes(t0 + Duration::hours(3)).await.unwrap(), 2);
+            // Everything pruned: a starting node still begins past the ids used.
+            assert_eq!(s.last_change_id().await.unwrap(), b);
+            assert!(s.publish_change("rbac", "", t0).await.unwrap() > b);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_setting_is_kept_by_the_first_writer() {
+        let (all, dir) = stores().await;
+        for s in &all {
+            assert_eq!(s.setting("k").await.unwrap(), None);
+            assert_eq!(s.init_setting("k", b"first").await.unwrap(), b"first");
+            assert_eq!(s.init_setting("k", b"second").await.unwrap(), b"first");
+            assert_eq!(s.setting("k").await.unwrap().as_deref(), Some(&b"first"[..]));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn failures_count_atomically_restart_after_quiet_and_prune() {
+        let (all, dir) = stores().await;
+        for s in &all {
+            let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+            let key = [7u8; 32];
+            let long_ago = now - Duration::hours(1);
+            // Many at once (as several nodes would): none lost.
+            let all = futures_join(s, &key, now, long_ago, 20).await;
+            assert_eq!(all.iter().max(), Some(&20));
+            assert_eq!(
+                s.attempt_counts(&[key, [8u8; 32]]).await.unwrap()[0].map(|c| c.0),
+                Some(20)
+            );
+            assert_eq!(s.attempt_counts(&[[8u8; 32]]).await.unwrap()[0], None);
+            // An hour later the count starts again.
+            let later = now + Duration::hours(2);
+            assert_eq!(s.count_failure(&key, later, later - Duration::hours(1)).await.unwrap(), 1);
+            assert_eq!(s.prune_attempts(later, now).await.unwrap(), 0);
+            assert_eq!(s.prune_attempts(later + Duration::seconds(1), now).await.unwrap(), 1);
+            s.count_failure(&key, later, later).await.unwrap();
+            s.forget_attempts(&key).await.unwrap();
+            assert_eq!(s.attempt_counts(&[key]).await.unwrap()[0], None);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    async fn futures_join(
+        s: &SqlStore,
+        key: &[u8; 32],
+        now: OffsetDateTime,
+        reset_before: OffsetDateTime,
+        n: usize,
+    ) -> Vec<u32> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (s, key) = (s.clone(), *key);
+            tasks.spawn(async move { s.count_failure(&key, now, reset_before).await.unwrap() });
+        }
+        tasks.join_all().await
+    }
+
+    #[tokio::test]
+    async fn familiar_sources_are_bounded_per_account_and_forgotten() {
+        let (all, dir) = stores().await;
+        for s in &all {
+            let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+            let account = [1u8; 32];
+            for i in 0..20u8 {
+                s.add_familiar(&account, &[100 + i; 32], t0 + Duration::seconds(i64::from(i)), 16)
+                    .await
+                    .unwrap();
+            }
+            let mut kept = 0;
+            for i in 0..20u8 {
+                kept += u32::from(s.is_familiar(&account, &[100 + i; 32]).await.unwrap());
+            }
+            assert_eq!(kept, 16);
+            assert!(s.is_familiar(&account, &[119; 32]).await.unwrap(), "the newest stays");
+            assert!(!s.is_familiar(&account, &[100; 32]).await.unwrap(), "the oldest went");
+            assert!(!s.is_familiar(&[2u8; 32], &[119; 32]).await.unwrap(), "per account");
+            assert_eq!(s.prune_attempts(t0, t0 + Duration::days(1)).await.unwrap(), 16);
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
