@@ -102,8 +102,9 @@ psql_() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U mlgate
 if [ "$(psql_ -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'mlgate'")" != 1 ]; then
   psql_ -d postgres -c "CREATE DATABASE mlgate" >&2
 fi
-# Per-test databases of earlier runs.
-for db in $(psql_ -d postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'mlgate\_t\_%'"); do
+# Per-test databases of earlier runs (kept when a test restarts the cluster under itself:
+# MLGATE_PG_KEEP_TEST_DBS=1).
+[ -n "${MLGATE_PG_KEEP_TEST_DBS:-}" ] || for db in $(psql_ -d postgres -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'mlgate\_t\_%'"); do
   psql_ -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
 done
 

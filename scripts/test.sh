@@ -16,6 +16,12 @@ MLGATE_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"
 export MLGATE_TEST_POSTGRES_URL
 cargo test --workspace --locked
 MLGATE_IT_STORE=postgres cargo test --locked -p mlgate-cli --test it
+# Three nodes with PostgreSQL stopped and started again under them: alone, since it stops the
+# cluster every other test uses.
+MLGATE_TEST_POSTGRES_STOP="bash scripts/postgres.sh stop" \
+MLGATE_TEST_POSTGRES_START="MLGATE_PG_KEEP_TEST_DBS=1 bash scripts/postgres.sh >/dev/null" \
+  cargo test --locked -p mlgate-cli --test it -- --exact \
+  multinode::the_store_going_away_leaves_scoring_and_verification_running
 cargo build --locked -p mlgate-cli
 bash scripts/compat.sh target/debug/mlgate
 bash scripts/compat-azure.sh target/debug/mlgate
