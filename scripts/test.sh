@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need (a Python venv and
-# Node packages under .deps/, git-ignored), runs the Rust suite (unit tests and the one
-# integration binary), then the client-compatibility suites, where the real ADAL, MSAL,
-# azure-identity, adal-node, msal-node, PyJWT and jose libraries, and Microsoft's own Azure CLI
+# Node packages under .deps/, git-ignored, and a private PostgreSQL cluster), runs the Rust
+# suite (unit tests, the store's conformance suite on SQLite and PostgreSQL, and the one
+# integration binary, on SQLite and again on PostgreSQL), then the client-compatibility
+# suites, where the real ADAL, MSAL, azure-identity, adal-node, msal-node, PyJWT and jose libraries, and Microsoft's own Azure CLI
 # and Azure ML SDK, talk to a live `mlgate serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-deps.sh
+# A private PostgreSQL (Debian's package, installed if missing) for the store's conformance
+# suite, which runs every test on SQLite and on PostgreSQL, and for a second run of the
+# integration suite with every test server's store in PostgreSQL.
+MLGATE_TEST_POSTGRES_URL="$(bash scripts/postgres.sh)"
+export MLGATE_TEST_POSTGRES_URL
 cargo test --workspace --locked
+MLGATE_IT_STORE=postgres cargo test --locked -p mlgate-cli --test it
+# Three nodes with PostgreSQL stopped and started again under them: alone, since it stops the
+# cluster every other test uses.
+MLGATE_TEST_POSTGRES_STOP="bash scripts/postgres.sh stop" \
+MLGATE_TEST_POSTGRES_START="MLGATE_PG_KEEP_TEST_DBS=1 bash scripts/postgres.sh >/dev/null" \
+  cargo test --locked -p mlgate-cli --test it -- --exact \
+  multinode::the_store_going_away_leaves_scoring_and_verification_running
 cargo build --locked -p mlgate-cli
 bash scripts/compat.sh target/debug/mlgate
 bash scripts/compat-azure.sh target/debug/mlgate

@@ -54,6 +54,24 @@ pub enum Command {
     /// Role-based access control.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// The server's store (operates on databases, not through a server).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every record of one store into another, empty one (a single node's SQLite into
+    /// PostgreSQL), then compare the counts. Stop the server first; the target node needs the
+    /// same master key (copy `master.key` or set MLGATE_MASTER_KEY).
+    Migrate {
+        /// The store to read: `sqlite://PATH` or a path (the data directory's `mlgate.db`).
+        #[arg(long)]
+        from: String,
+        /// The store to fill: `postgres://...` (created tables, no rows).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -390,6 +408,11 @@ pub struct ServeArgs {
     /// Where the store, keys and certificates live.
     #[arg(long, env = "MLGATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store: `postgres://user:password@host:port/database` for several nodes on one
+    /// PostgreSQL, `sqlite://PATH` or a path (default: SQLite in the data directory). The
+    /// master key stays in the data directory or MLGATE_MASTER_KEY either way.
+    #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     #[arg(long, env = "MLGATE_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// Serve plain HTTP (only behind a TLS-terminating proxy).
@@ -606,10 +629,16 @@ pub enum KeysCommand {
     Rotate {
         #[arg(long, env = "MLGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The server's store when it is not the data directory's SQLite (`postgres://...`).
+        #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+        store: Option<String>,
     },
     /// The signing keys and their states.
     List {
         #[arg(long, env = "MLGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The server's store when it is not the data directory's SQLite (`postgres://...`).
+        #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+        store: Option<String>,
     },
 }

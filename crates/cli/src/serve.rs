@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let _log_guard = init_logging(args.log_format);
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(&data_dir);
+    config.store = args.store;
     config.tls = if args.insecure_http {
         TlsMode::Disabled
     } else if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {

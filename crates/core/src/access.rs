@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::changes::Change;
 use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
@@ -59,6 +60,23 @@ fn action(name: &str) -> Result<Action, Error> {
 impl Access {
     /// Loads built-in and custom roles and every assignment into the engine.
     pub async fn load(directory: Arc<Directory>, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let (roles, assignments) = Self::read_all(&directory).await?;
+        let engine = Arc::new(Engine::new(roles, assignments));
+        Ok(Self { directory, engine, clock, enforce: true })
+    }
+
+    /// Reads every role and assignment again and swaps them in whole (another node changed
+    /// some; or the periodic reconciliation). Checks running meanwhile see the old set or the
+    /// new one, never a mix.
+    pub async fn reload(&self) -> Result<(), Error> {
+        let (roles, assignments) = Self::read_all(&self.directory).await?;
+        self.engine.replace(roles, assignments);
+        Ok(())
+    }
+
+    async fn read_all(
+        directory: &Directory,
+    ) -> Result<(Vec<RoleDefinition>, Vec<Assignment>), Error> {
         let store = directory.store().clone();
         let mut roles = builtin_roles();
         for rec in store.custom_roles().await? {
@@ -85,8 +103,7 @@ impl Access {
                 Err(e) => tracing::error!(assignment = %a.id, error = %e, "skipping an assignment"),
             }
         }
-        let engine = Arc::new(Engine::new(roles, assignments));
-        Ok(Self { directory, engine, clock, enforce: true })
+        Ok((roles, assignments))
     }
 
     /// For benchmarks only: serve without authorization checks.
@@ -146,6 +163,9 @@ impl Access {
             }
         }
         store.insert_role_assignments(&records).await?;
+        if !records.is_empty() {
+            self.directory.publish(Change::Rbac).await;
+        }
         for r in records {
             let scope = Scope::parse(&r.scope).map_err(|e| Error::Internal(e.to_string()))?;
             self.engine.add_assignment(Assignment {
@@ -306,6 +326,7 @@ impl Access {
         })?;
         let a = Assignment { id: record.id, principal, principal_type, role: role.id, scope };
         self.engine.add_assignment(a.clone());
+        self.directory.publish(Change::Rbac).await;
         Ok(self.view(&a))
     }
 
@@ -366,6 +387,7 @@ impl Access {
             other => other.into(),
         })?;
         self.engine.remove_assignment(found.principal, id);
+        self.directory.publish(Change::Rbac).await;
         Ok(self.view(&found))
     }
 
@@ -486,6 +508,7 @@ impl Access {
             other => other.into(),
         })?;
         self.engine.put_role(role.clone());
+        self.directory.publish(Change::Rbac).await;
         self.engine.role(role.id).ok_or_else(|| Error::Internal("role vanished".into()))
     }
 
@@ -596,6 +619,8 @@ impl Access {
             role: owner,
             scope,
         });
+        self.directory.publish(Change::Tenants).await;
+        self.directory.publish(Change::Rbac).await;
         Ok((tenant, subscription))
     }
 

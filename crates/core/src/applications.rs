@@ -180,7 +180,10 @@ impl Applications {
         let (app, _) = self.application(caller, id).await?;
         self.ensure_can_manage(caller, &app).await?;
         let sp = self.directory.store().delete_application(app.tenant_id, app.object_id).await?;
-        self.directory.invalidate_client(app.tenant_id, app.app_id);
+        self.directory.client_changed(app.tenant_id, app.app_id).await;
+        if sp.is_some() {
+            self.directory.publish(crate::changes::Change::Rbac).await;
+        }
         Ok(sp)
     }
 
@@ -229,7 +232,7 @@ impl Applications {
             ),
             other => other.into(),
         })?;
-        self.directory.invalidate_client(sp.tenant_id, sp.app_id);
+        self.directory.client_changed(sp.tenant_id, sp.app_id).await;
         Ok(sp)
     }
 
@@ -243,7 +246,8 @@ impl Applications {
         let (sp, _) = self.directory.find_service_principal(caller, id).await?;
         self.directory.ensure_can_manage(caller, &sp).await?;
         self.directory.store().delete_service_principal(sp.tenant_id, sp.object_id).await?;
-        self.directory.invalidate_client(sp.tenant_id, sp.app_id);
+        self.directory.client_changed(sp.tenant_id, sp.app_id).await;
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(sp.object_id)
     }
 
@@ -312,7 +316,7 @@ impl Applications {
             CredentialOwner::Application(_) => store.add_application_secret(&record).await?,
             CredentialOwner::ServicePrincipal(_) => store.add_secret(&record, true).await?,
         }
-        self.directory.invalidate_client(caller.tenant_id, app_id);
+        self.directory.client_changed(caller.tenant_id, app_id).await;
         Ok(NewPassword { secret_text, record })
     }
 
@@ -335,7 +339,7 @@ impl Applications {
             StoreError::NotFound => missing(),
             other => other.into(),
         })?;
-        self.directory.invalidate_client(caller.tenant_id, app_id);
+        self.directory.client_changed(caller.tenant_id, app_id).await;
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use crate::directory::{ClientEntry, Directory};
 use crate::error::Error;
 use crate::ids::{AppId, GrantFamilyId, TenantId, WorkspaceId};
 use crate::keys::{Jwk, KeyError, KeyRing, KeySet, MasterKey, new_signing_key};
-use crate::lockout::{Account, CodeLockout, Locked, PasswordLockout, Source};
+use crate::lockout::{Account, CodeLockout, Locked, PasswordLockout, Refusal, Source};
 use crate::model::{KeyState, RefreshGrant, Tenant, User};
 use crate::password::PasswordChecks;
 use crate::principal::Principal;
@@ -267,9 +267,10 @@ impl Authority {
         let records = directory.store().signing_keys().await?;
         let set = KeySet::load(&records, &master).map_err(|e| Error::Internal(e.to_string()))?;
         let audiences = cfg.resources.iter().map(|r| normalize_resource(r)).collect();
+        let attempts = directory.store().clone();
         Ok(Self {
             directory,
-            password_lockout: PasswordLockout::new(clock.clone()),
+            password_lockout: PasswordLockout::new(clock.clone(), attempts),
             code_lockout: CodeLockout::new(clock.clone()),
             verified: crate::tokens::VerifiedCache::new(VERIFIED_TOKENS),
             clock,
@@ -279,6 +280,11 @@ impl Authority {
             audiences,
             passwords: PasswordChecks::for_this_machine(),
         })
+    }
+
+    /// The password lock-out (its counts live in the store; the follower prunes them).
+    pub fn password_lockout(&self) -> &PasswordLockout {
+        &self.password_lockout
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
@@ -623,7 +629,10 @@ impl Authority {
     ) -> Result<User, GrantError> {
         let account = Account::new(tenant.id, username);
         let source = Source::from(source);
-        self.password_lockout.check(&account, source).map_err(GrantError::locked)?;
+        self.password_lockout.check(&account, source).await.map_err(|r| match r {
+            Refusal::Locked(why) => GrantError::locked(why),
+            Refusal::Store(e) => Error::from(e).into(),
+        })?;
         let user = self.directory.user_for_sign_in(tenant.id, username).await?;
         let ok = self
             .passwords
@@ -633,7 +642,8 @@ impl Authority {
         let user = match user {
             Some(u) if ok => u,
             _ => {
-                self.password_lockout.failed(&account, source);
+                // Not counted is not refused: a failure the store could not record is a 503.
+                self.password_lockout.failed(&account, source).await.map_err(Error::from)?;
                 return Err(GrantError::new(
                     OAuthErrorKind::InvalidGrant,
                     50126,
@@ -641,7 +651,9 @@ impl Authority {
                 ));
             }
         };
-        self.password_lockout.succeeded(&account, source);
+        if let Err(e) = self.password_lockout.succeeded(&account, source).await {
+            tracing::warn!(error = %e, "could not record a familiar sign-in source");
+        }
         if !user.account_enabled {
             return Err(GrantError::new(
                 OAuthErrorKind::InvalidGrant,
@@ -879,6 +891,11 @@ pub async fn rotate_signing_keys(
     // Keep a retired key while any token it signed may still be valid (plus clock skew).
     let prune_before = now - max_token_lifetime - Duration::minutes(5);
     store.rotate_signing_keys(now, &next, prune_before).await?;
+    // Every running node (this data directory's, or any sharing the store) reloads its keys.
+    let change = crate::changes::Change::SigningKeys;
+    if let Err(e) = store.publish_change(change.kind(), &change.key(), now).await {
+        tracing::warn!(error = %e, "could not publish the rotation; servers see it within 30 s");
+    }
     Ok(())
 }
 

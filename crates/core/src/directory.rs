@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::changes::{Change, OwnChanges};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::ids::{AppId, ObjectId, SecretId, SubscriptionId, TenantId};
@@ -177,6 +178,8 @@ pub struct Directory {
     clock: Arc<dyn Clock>,
     tenants: RwLock<Arc<Vec<Tenant>>>,
     clients: ClientCache,
+    /// Changes this node published (its follower skips them).
+    own_changes: OwnChanges,
 }
 
 /// A freshly minted secret: the only moment its clear text exists on the server.
@@ -199,6 +202,7 @@ impl Directory {
             clock,
             tenants: RwLock::new(Arc::new(tenants)),
             clients: ClientCache { entries: RwLock::new(HashMap::new()), ttl: client_cache_ttl },
+            own_changes: OwnChanges::default(),
         })
     }
 
@@ -533,9 +537,41 @@ impl Directory {
         Ok(self.store.list_users(caller.tenant_id).await?)
     }
 
-    /// Forgets a cached client at once (its principal or secrets changed).
+    /// Forgets a cached client at once (its principal or secrets changed), here only.
     pub fn invalidate_client(&self, tenant: TenantId, app_id: AppId) {
         self.clients.invalidate(&(tenant, app_id));
+    }
+
+    /// Forgets every cached client (the periodic reconciliation of several nodes).
+    pub fn clear_clients(&self) {
+        self.clients.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// A client's principal or secrets changed in the store: forget it here and tell the
+    /// other nodes.
+    pub async fn client_changed(&self, tenant: TenantId, app_id: AppId) {
+        self.invalidate_client(tenant, app_id);
+        self.publish(Change::Client { tenant, app_id }).await;
+    }
+
+    /// Tells the other nodes sharing the store that `change` was written (call it after the
+    /// write succeeded; this node's memory is the caller's to update). A publish that fails
+    /// is logged, not returned: the write stands, and the other nodes' reconciliation picks
+    /// it up within its period.
+    pub async fn publish(&self, change: Change) {
+        match self.store.publish_change(change.kind(), &change.key(), self.clock.now()).await {
+            Ok(id) => self.own_changes.record(id),
+            Err(e) => tracing::warn!(
+                kind = change.kind(),
+                error = %e,
+                "could not publish a change; other nodes see it at their next reconciliation"
+            ),
+        }
+    }
+
+    /// Whether change `id` was published by this node (and so is applied here already).
+    pub fn is_own_change(&self, id: i64) -> bool {
+        self.own_changes.take(id)
     }
 
     /// Owners and directory administrators manage a principal; nobody manages the CLI's.
@@ -577,7 +613,9 @@ impl Directory {
             }
             None => self.store.delete_service_principal(sp.tenant_id, sp.object_id).await?,
         }
-        self.clients.invalidate(&(sp.tenant_id, sp.app_id));
+        self.client_changed(sp.tenant_id, sp.app_id).await;
+        // Its role assignments went with it.
+        self.publish(Change::Rbac).await;
         Ok(sp.object_id)
     }
 
@@ -590,7 +628,7 @@ impl Directory {
         let (mut sp, _) = self.find_service_principal(caller, id).await?;
         self.ensure_can_manage(caller, &sp).await?;
         self.store.set_service_principal_enabled(sp.tenant_id, sp.object_id, enabled).await?;
-        self.clients.invalidate(&(sp.tenant_id, sp.app_id));
+        self.client_changed(sp.tenant_id, sp.app_id).await;
         sp.account_enabled = enabled;
         Ok(sp)
     }
@@ -609,7 +647,7 @@ impl Directory {
         let expires_at = self.expiry(years, end_date)?;
         let (secret, record) = self.new_secret(sp.object_id, Some(expires_at));
         self.store.add_secret(&record, append).await?;
-        self.clients.invalidate(&(sp.tenant_id, sp.app_id));
+        self.client_changed(sp.tenant_id, sp.app_id).await;
         Ok(NewSecret { principal: sp, secret, record })
     }
 }

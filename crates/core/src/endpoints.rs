@@ -344,7 +344,11 @@ impl OnlineEndpoints {
             }
             // The same mode: re-install the gate, so an adopted service scores with the
             // endpoint's RBAC action from now on.
-            Some(d) => self.services.install_gate(&d.service, &workspace).await,
+            Some(d) => {
+                let installed = self.services.install_gate(&d.service, &workspace).await;
+                self.services.publish(name).await;
+                installed
+            }
             None => Ok(()),
         };
         if let Err(e) = applied {
@@ -389,6 +393,7 @@ impl OnlineEndpoints {
         self.find(caller, ws, name).await?;
         self.directory.store().delete_endpoint(name).await?;
         self.services.gate().remove(name);
+        self.services.publish(name).await;
         Ok(())
     }
 
@@ -639,6 +644,7 @@ impl OnlineEndpoints {
         self.put_record(&record).await?;
         store.delete_service(&d.service.name).await?;
         self.services.gate().remove(name);
+        self.services.publish(name).await;
         Ok(())
     }
 }

@@ -97,3 +97,11 @@ guid_id!(
     /// A workspace's immutable `workspaceId`.
     WorkspaceId
 );
+
+/// The key a name is stored and compared under. ARM and the directory compare names (domains,
+/// user principal names, resource groups, workspaces, models, services, endpoints, code
+/// assets, role names, scopes) without regard to ASCII case and keep the first spelling for
+/// display; every store keys them by this one form.
+pub fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}

@@ -42,7 +42,13 @@ pub enum KeyError {
 /// The AES-256-GCM key that seals private keys at rest, and HMAC keys derived from it: for the
 /// sign-in pages' cookies (so every node sharing the master key accepts them), for the digests
 /// of device user codes at rest, and for signed upload URLs.
-pub struct MasterKey(LessSafeKey, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key, aws_lc_rs::hmac::Key);
+pub struct MasterKey(
+    LessSafeKey,
+    aws_lc_rs::hmac::Key,
+    aws_lc_rs::hmac::Key,
+    aws_lc_rs::hmac::Key,
+    [u8; 32],
+);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +83,12 @@ impl MasterKey {
             derive(b"mlgate web cookies v1"),
             derive(b"mlgate user codes v1"),
             derive(b"mlgate upload urls v1"),
+            {
+                let tag = aws_lc_rs::hmac::sign(&root, b"mlgate master key check v1");
+                let mut check = [0u8; 32];
+                check.copy_from_slice(tag.as_ref());
+                check
+            },
         ))
     }
 
@@ -88,6 +100,12 @@ impl MasterKey {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+
+    /// A value that names this key without revealing it (an HMAC of a fixed label): the
+    /// store keeps the first node's, so a node started with another key is told so.
+    pub fn check_value(&self) -> [u8; 32] {
+        self.4
     }
 
     /// The key that signs upload URLs (`startPendingUpload`'s SAS-like tokens).

@@ -8,6 +8,8 @@
 //! - [`secrets`], [`password`], [`keys`]: the security-critical primitives: client-secret
 //!   hashing, argon2id passwords (verified in a bounded pool), signing keys encrypted at rest
 //!   under a master key.
+//! - [`changes`]: the change log that lets every node sharing a store see each other's
+//!   changes (what is published, and the store's part).
 //! - [`lockout`]: limits on guessing passwords and user codes (smart lock-out, back-off).
 //! - [`tokens`]: JWT issuing (cached ES256 key pair) and verification.
 //! - [`directory`]: bootstrap and the directory's use cases (service principals, credentials).
@@ -23,6 +25,7 @@
 pub mod access;
 pub mod applications;
 pub mod authority;
+pub mod changes;
 pub mod clock;
 pub mod code;
 pub mod directory;

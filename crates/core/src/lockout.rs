@@ -13,7 +13,8 @@
 //! guesses. Unknown user names are counted like real ones (no oracle).
 //!
 //! Sources are IP addresses; an IPv6 address counts as its /64 (what one host usually holds).
-//! Time comes from the [`Clock`]; everything is in memory, per process, and bounded.
+//! Time comes from the [`Clock`]. Password counts are kept in the store, shared by every node
+//! ([`password`]); user-code counts are in memory, per process, and bounded.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -24,6 +25,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::clock::Clock;
 use crate::ids::TenantId;
+
+mod password;
+pub use password::{AttemptStore, PasswordLockout, Refusal};
 
 /// How failures turn into locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,10 +114,6 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn forget(&mut self, key: &K) {
-        self.counts.remove(key);
-    }
-
     /// Drops forgotten keys, then unlocked ones, then the oldest, until a tenth is free: a
     /// flood of new keys cannot grow memory, and locks go last.
     fn make_room(&mut self, now: OffsetDateTime) {
@@ -177,98 +177,6 @@ pub enum Locked {
 const FAMILIAR_PER_ACCOUNT: usize = 16;
 /// Keys each table holds at most (a few MB).
 const TABLE_CAPACITY: usize = 100_000;
-
-struct PasswordState {
-    by_source: Table<Source>,
-    /// Failures from sources not familiar to the account.
-    by_account: Table<Account>,
-    /// Failures from a familiar source, per account.
-    by_familiar: Table<(Account, Source)>,
-    familiar: HashMap<Account, Vec<Source>>,
-}
-
-/// The password-attempt guard: one per authority, consulted by every password check.
-pub struct PasswordLockout {
-    clock: Arc<dyn Clock>,
-    state: Mutex<PasswordState>,
-}
-
-impl PasswordLockout {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self::with_policies(clock, BackoffPolicy::ACCOUNT, BackoffPolicy::SOURCE)
-    }
-
-    pub fn with_policies(
-        clock: Arc<dyn Clock>,
-        account: BackoffPolicy,
-        source: BackoffPolicy,
-    ) -> Self {
-        Self {
-            clock,
-            state: Mutex::new(PasswordState {
-                by_source: Table::new(source, TABLE_CAPACITY),
-                by_account: Table::new(account, TABLE_CAPACITY),
-                by_familiar: Table::new(account, TABLE_CAPACITY),
-                familiar: HashMap::new(),
-            }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, PasswordState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn is_familiar(s: &PasswordState, account: &Account, source: Source) -> bool {
-        s.familiar.get(account).is_some_and(|v| v.contains(&source))
-    }
-
-    /// Before checking a password: may this source try this account now?
-    pub fn check(&self, account: &Account, source: Source) -> Result<(), Locked> {
-        let now = self.clock.now();
-        let s = self.state();
-        if let Some(until) = s.by_source.locked_until(&source, now) {
-            return Err(Locked::Source { until });
-        }
-        let until = if Self::is_familiar(&s, account, source) {
-            s.by_familiar.locked_until(&(account.clone(), source), now)
-        } else {
-            s.by_account.locked_until(account, now)
-        };
-        match until {
-            Some(until) => Err(Locked::Account { until }),
-            None => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, account: &Account, source: Source) {
-        let now = self.clock.now();
-        let mut s = self.state();
-        s.by_source.fail(&source, now);
-        if Self::is_familiar(&s, account, source) {
-            s.by_familiar.fail(&(account.clone(), source), now);
-        } else {
-            s.by_account.fail(account, now);
-        }
-    }
-
-    /// A right password: the source becomes familiar to the account and its own count for it
-    /// starts again. The source's count over all accounts does not (signing in to one's own
-    /// account must not buy more guesses at others).
-    pub fn succeeded(&self, account: &Account, source: Source) {
-        let mut s = self.state();
-        s.by_familiar.forget(&(account.clone(), source));
-        if !s.familiar.contains_key(account) && s.familiar.len() >= TABLE_CAPACITY {
-            // Bounded: forgetting who is familiar only makes lock-out stricter.
-            s.familiar.clear();
-        }
-        let list = s.familiar.entry(account.clone()).or_default();
-        list.retain(|x| *x != source);
-        if list.len() >= FAMILIAR_PER_ACCOUNT {
-            list.remove(0);
-        }
-        list.push(source);
-    }
-}
 
 /// The user-code guard of the device-login pages: per source with back-off, and in total per
 /// fixed window, so the 20^8 codes cannot be walked from many addresses either.
@@ -367,79 +275,6 @@ mod tests {
         assert_eq!(p.lock_for(5), Some(Duration::seconds(240)));
         assert_eq!(p.lock_for(8), Some(Duration::minutes(10)));
         assert_eq!(p.lock_for(u32::MAX), Some(Duration::minutes(10)));
-    }
-
-    #[test]
-    fn an_account_locks_after_its_free_failures_and_backs_off() {
-        let clock = Arc::new(ManualClock::new());
-        let g = PasswordLockout::with_policies(clock.clone(), small(), BackoffPolicy::SOURCE);
-        let acct = Account::new(TenantId::new_random(), "Alice@Example.com");
-        let a = ip("10.0.0.1");
-        for _ in 0..3 {
-            assert!(g.check(&acct, a).is_ok());
-            g.failed(&acct, a);
-        }
-        assert!(matches!(g.check(&acct, a), Err(Locked::Account { .. })));
-        // The same name in another case is the same account.
-        let same = Account::new(acct.0, " alice@example.COM ");
-        assert!(g.check(&same, a).is_err());
-        clock.advance(Duration::seconds(61));
-        assert!(g.check(&acct, a).is_ok(), "the first lock lasts 60 s");
-        g.failed(&acct, a);
-        clock.advance(Duration::seconds(61));
-        assert!(g.check(&acct, a).is_err(), "the second lasts 120 s");
-        clock.advance(Duration::seconds(60));
-        assert!(g.check(&acct, a).is_ok());
-        // An hour without failures and the count starts again.
-        clock.advance(Duration::hours(1));
-        for _ in 0..2 {
-            g.failed(&acct, a);
-        }
-        assert!(g.check(&acct, a).is_ok());
-    }
-
-    #[test]
-    fn strangers_do_not_lock_out_a_familiar_source() {
-        let clock = Arc::new(ManualClock::new());
-        let g = PasswordLockout::with_policies(clock.clone(), small(), small());
-        let acct = Account::new(TenantId::new_random(), "bob");
-        let home = ip("192.0.2.10");
-        g.succeeded(&acct, home);
-        // Strangers from many addresses, each under the per-source limit.
-        for i in 0..50 {
-            let s = ip(&format!("198.51.100.{i}"));
-            g.failed(&acct, s);
-            g.failed(&acct, s);
-            assert!(g.check(&acct, home).is_ok(), "the familiar source is never locked");
-        }
-        assert!(g.check(&acct, ip("198.51.100.200")).is_err(), "strangers are locked out");
-        assert!(g.check(&acct, home).is_ok(), "the familiar source is not");
-        // The familiar source has its own count for the account.
-        for _ in 0..3 {
-            g.failed(&acct, home);
-        }
-        let s = g.state();
-        assert!(s.by_familiar.locked_until(&(acct.clone(), home), clock.now()).is_some());
-        drop(s);
-        assert!(g.check(&acct, home).is_err());
-        // Another account from a stranger address is unaffected by bob's lock.
-        let other = Account::new(acct.0, "carol");
-        assert!(g.check(&other, ip("198.51.100.1")).is_ok());
-    }
-
-    #[test]
-    fn one_source_guessing_many_accounts_is_locked_whatever_the_account() {
-        let clock = Arc::new(ManualClock::new());
-        let g = PasswordLockout::with_policies(clock.clone(), small(), small());
-        let t = TenantId::new_random();
-        let a = ip("203.0.113.5");
-        for i in 0..3 {
-            g.failed(&Account::new(t, &format!("user{i}")), a);
-        }
-        assert!(matches!(g.check(&Account::new(t, "someone"), a), Err(Locked::Source { .. })));
-        // A success on an account of its own does not reset the source's count.
-        g.succeeded(&Account::new(t, "user0"), a);
-        assert!(g.check(&Account::new(t, "someone"), a).is_err());
     }
 
     #[test]

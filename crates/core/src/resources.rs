@@ -215,11 +215,18 @@ impl Resources {
         }
         let scope = resource_group_scope(s.id, name)?;
         self.access.authorize(caller, RESOURCE_GROUP_DELETE, &scope)?;
-        self.directory.store().delete_resource_group(s.id, name).await.map_err(|e| match e {
-            StoreError::NotFound => not_found_rg(name),
-            other => other.into(),
-        })?;
+        self.directory.store().delete_resource_group(s.id, name, scope.key()).await.map_err(
+            |e| match e {
+                StoreError::NotFound => not_found_rg(name),
+                StoreError::Conflict(_) => Error::Conflict(format!(
+                    "the resource group '{name}' still has web services or online endpoints in \
+                     its workspaces; delete them first"
+                )),
+                other => other.into(),
+            },
+        )?;
         self.access.engine().remove_assignments_within(&scope);
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(())
     }
 
@@ -374,11 +381,18 @@ impl Resources {
         }
         let scope = workspace_scope(s.id, rg, name)?;
         self.access.authorize(caller, WORKSPACE_DELETE, &scope)?;
-        self.directory.store().delete_workspace(s.id, rg, name).await.map_err(|e| match e {
-            StoreError::NotFound => not_found(),
-            other => other.into(),
-        })?;
+        self.directory.store().delete_workspace(s.id, rg, name, scope.key()).await.map_err(
+            |e| match e {
+                StoreError::NotFound => not_found(),
+                StoreError::Conflict(_) => Error::Conflict(format!(
+                    "the workspace '{name}' still has web services or online endpoints; delete \
+                     them first"
+                )),
+                other => other.into(),
+            },
+        )?;
         self.access.engine().remove_assignments_within(&scope);
+        self.directory.publish(crate::changes::Change::Rbac).await;
         Ok(())
     }
 }

@@ -112,6 +112,17 @@ impl ScoringGate {
             .remove(&service.to_ascii_lowercase());
     }
 
+    /// Forgets the verified service tokens (signing keys changed: a token signed by a
+    /// removed key must be verified again, and fail).
+    pub fn forget_verified_tokens(&self) {
+        self.tokens.clear();
+    }
+
+    /// The services the gate admits (lower case), for the reconciliation.
+    pub fn services(&self) -> Vec<String> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
     fn entry(&self, service: &str) -> Option<Arc<Entry>> {
         self.entries
             .read()

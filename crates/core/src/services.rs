@@ -565,14 +565,17 @@ impl Services {
             updated_at: now,
             created_by: caller.object_id,
         };
-        store.put_service(&service).await.map_err(|e| match e {
+        // A first deployment gets its two keys in the same transaction as its record, so a
+        // service never exists without keys (an update keeps the keys it has).
+        let keys = ServiceKeys { primary: new_client_secret(), secondary: new_client_secret() };
+        store.put_service(&service, &self.seal_keys(name, &keys)?).await.map_err(|e| match e {
             StoreError::Conflict(_) => {
                 Error::Conflict(format!("the service name '{name}' is taken"))
             }
             other => other.into(),
         })?;
-        self.ensure_keys(name).await?;
         self.install_gate(&service, &workspace).await?;
+        self.publish(name).await;
         Ok((service, mv, rollout))
     }
 
@@ -581,8 +584,9 @@ impl Services {
     pub(crate) async fn ensure_keys(&self, name: &str) -> Result<(), Error> {
         let store = self.directory.store();
         if store.service_keys(name).await?.is_none() {
+            // Insert-if-absent: of two callers at once, one stores its keys and both use them.
             let keys = ServiceKeys { primary: new_client_secret(), secondary: new_client_secret() };
-            store.put_service_keys(name, &self.seal_keys(name, &keys)?).await?;
+            store.insert_service_keys(name, &self.seal_keys(name, &keys)?).await?;
         }
         Ok(())
     }
@@ -714,6 +718,7 @@ impl Services {
         if let Some((service, workspace)) = running {
             self.install_gate(service, workspace).await?;
         }
+        self.publish(name).await;
         Ok(keys)
     }
 
@@ -814,7 +819,29 @@ impl Services {
         self.find(caller, ws, name).await?;
         self.directory.store().delete_service(name).await?;
         self.gate.remove(name);
+        self.publish(name).await;
         Ok(())
+    }
+
+    /// Tells the other nodes that the service `name` changed (deployed, updated, deleted, its
+    /// keys): each re-reads it, puts its gate entry in force and starts or stops its replicas.
+    pub async fn publish(&self, name: &str) {
+        self.directory.publish(crate::changes::Change::Service { name: name.to_string() }).await;
+    }
+
+    /// Puts the stored state of `name` in force in the gate, or removes it when the service
+    /// is gone (another node changed it). Returns the service, if any.
+    pub async fn refresh_gate(&self, name: &str) -> Result<Option<Service>, Error> {
+        match self.directory.store().service(name).await? {
+            Some(s) => {
+                self.restore_gate(&s).await?;
+                Ok(Some(s))
+            }
+            None => {
+                self.gate.remove(name);
+                Ok(None)
+            }
+        }
     }
 
     /// Records how a start or restart went.

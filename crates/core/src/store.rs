@@ -1,5 +1,5 @@
-//! Storage traits. `mlgate-store` implements them for SQLite (and later PostgreSQL); a single
-//! conformance suite there runs against every implementation. Every method that changes more
+//! Storage traits. `mlgate-store` implements them for SQLite and PostgreSQL; one conformance
+//! suite there (`crates/store/tests/conformance`) runs against both. Every method that changes more
 //! than one row is one transaction.
 
 use async_trait::async_trait;
@@ -177,8 +177,15 @@ pub trait ResourceStore: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<ResourceGroup>>;
-    /// Deletes the group, its workspaces and every role assignment at or below it.
-    async fn delete_resource_group(&self, sub: SubscriptionId, name: &str) -> StoreResult<()>;
+    /// Deletes the group, its workspaces and every role assignment at or below `scope_key`
+    /// (the group's scope, lower-cased): one transaction. `Conflict` while its workspaces
+    /// hold web services or online endpoints.
+    async fn delete_resource_group(
+        &self,
+        sub: SubscriptionId,
+        name: &str,
+        scope_key: &str,
+    ) -> StoreResult<()>;
     /// Inserts, or updates description and friendly name; the bool says whether it was created.
     async fn put_workspace(&self, ws: &Workspace) -> StoreResult<(Workspace, bool)>;
     async fn workspace(
@@ -196,8 +203,15 @@ pub trait ResourceStore: Send + Sync {
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> StoreResult<Vec<Workspace>>;
-    /// Deletes the workspace and every role assignment at or below it.
-    async fn delete_workspace(&self, sub: SubscriptionId, rg: &str, name: &str) -> StoreResult<()>;
+    /// Deletes the workspace and every role assignment at or below `scope_key` (its scope,
+    /// lower-cased): one transaction. `Conflict` while it holds web services or endpoints.
+    async fn delete_workspace(
+        &self,
+        sub: SubscriptionId,
+        rg: &str,
+        name: &str,
+        scope_key: &str,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]
@@ -258,9 +272,11 @@ pub trait ModelStore: Send + Sync {
 
 #[async_trait]
 pub trait ServiceStore: Send + Sync {
-    /// Inserts, or replaces the service of that name in the same workspace (an update);
-    /// `Conflict` when another workspace already uses the name.
-    async fn put_service(&self, s: &Service) -> StoreResult<()>;
+    /// Inserts, or replaces the service of that name in the same workspace (an update), and
+    /// gives it `initial_keys` unless it has keys already: one transaction, so a deployment
+    /// never exists without keys. `Conflict` when another workspace uses the name (for a
+    /// service or an online endpoint).
+    async fn put_service(&self, s: &Service, initial_keys: &SealedServiceKeys) -> StoreResult<()>;
     async fn service(&self, name: &str) -> StoreResult<Option<Service>>;
     async fn services(&self, ws: WorkspaceId) -> StoreResult<Vec<Service>>;
     async fn all_services(&self) -> StoreResult<Vec<Service>>;
@@ -276,6 +292,9 @@ pub trait ServiceStore: Send + Sync {
     /// The service's primary and secondary keys, sealed under the master key.
     async fn service_keys(&self, name: &str) -> StoreResult<Option<SealedServiceKeys>>;
     async fn put_service_keys(&self, name: &str, keys: &SealedServiceKeys) -> StoreResult<()>;
+    /// Stores `keys` unless the service has keys already (atomically: of two callers, one
+    /// stores and both then read the same keys); whether it stored them.
+    async fn insert_service_keys(&self, name: &str, keys: &SealedServiceKeys) -> StoreResult<bool>;
 }
 
 /// Online endpoints: the records of the SDK v2's face of web services.
@@ -428,6 +447,8 @@ pub trait Store:
     + ApplicationStore
     + EndpointStore
     + CodeStore
+    + crate::changes::ChangeStore
+    + crate::lockout::AttemptStore
     + Send
     + Sync
     + 'static

@@ -244,6 +244,11 @@ impl<V: Clone> VerifiedCache<V> {
         entries.insert(digest, (exp, value));
     }
 
+    /// Forgets every token (the keys that signed some may be gone).
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
     }

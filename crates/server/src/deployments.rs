@@ -15,8 +15,9 @@
 //! where `{run}` is a folder made for this server's lifetime under the system's temporary
 //! directory (mode 0700, a random name), outside the data directory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mlgate_core::model::{ModelVersion, Service, ServiceState};
@@ -55,6 +56,9 @@ pub struct Deployer {
     /// real executable, which a confined worker can run).
     python: OnceLock<PathBuf>,
     run_root: PathBuf,
+    /// What this node last started for each service (lower-case name): the follower compares
+    /// the store's record with it to decide whether another node's change needs a restart.
+    loaded: Mutex<HashMap<String, Service>>,
 }
 
 /// Makes `{tmp}/mlgate-run-{random}` (0700); a fresh random name, so nobody can have
@@ -92,6 +96,7 @@ impl Deployer {
             config,
             python: OnceLock::new(),
             run_root: make_run_root()?,
+            loaded: Mutex::new(HashMap::new()),
         })
     }
 
@@ -107,6 +112,13 @@ impl Deployer {
 
     /// Loads the model of a service and puts it in service (or records why not).
     pub async fn start(&self, service: Service, mv: ModelVersion) {
+        self.start_with(service, mv, true).await
+    }
+
+    /// [`Deployer::start`]; `record` says whether the outcome is this node's to record (the
+    /// node that took the deployment records it; the others, following, only log theirs).
+    async fn start_with(&self, service: Service, mv: ModelVersion, record: bool) {
+        self.loaded().insert(service.name.to_ascii_lowercase(), service.clone());
         let name = service.name.clone();
         let host = &self.host;
         host.log(&name, format!("Deploying model {}:{}", mv.name, mv.version));
@@ -140,6 +152,10 @@ impl Deployer {
             }
         };
         host.log(&name, format!("Service state: {}", new_state.as_str()));
+        if !record {
+            tracing::info!(service = %name, state = new_state.as_str(), "loaded another node's deployment");
+            return;
+        }
         if let Err(e) = self.services.set_state(&name, new_state, error).await {
             tracing::error!(service = %name, error = %e, "could not record the service's state");
         }
@@ -148,6 +164,7 @@ impl Deployer {
 
     /// Stops serving a service at once and removes its run folders.
     pub fn stop(&self, name: &str) {
+        self.loaded().remove(&name.to_ascii_lowercase());
         self.host.stop(name);
         let dir = self.run_root.join(name.to_ascii_lowercase());
         tokio::spawn(async move {
@@ -180,6 +197,82 @@ impl Deployer {
                 }
             }
         });
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Service>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Another node changed the service `name` (or the reconciliation asks): put the stored
+    /// record in force here. Gone from the store: stop serving it. Its model, code or
+    /// replicas changed: load it again (in the background; the old replicas serve until the
+    /// new ones are in). Only its auth mode or keys changed: the gate is enough.
+    pub async fn sync(self: &Arc<Self>, name: &str) {
+        let stored = match self.services.refresh_gate(name).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(service = %name, error = %e, "could not read a changed service");
+                return;
+            }
+        };
+        let key = name.to_ascii_lowercase();
+        let Some(s) = stored else {
+            if self.loaded().contains_key(&key) || self.host.is_running(name) {
+                tracing::info!(service = %name, "stopping a service deleted on another node");
+                self.stop(name);
+            }
+            return;
+        };
+        if s.state == ServiceState::Failed {
+            return;
+        }
+        let current = self.loaded().get(&key).cloned();
+        let same = current.is_some_and(|c| {
+            c.model_name == s.model_name
+                && c.model_version == s.model_version
+                && c.inference_config == s.inference_config
+                && match (
+                    deployment_config(&c.deployment_config),
+                    deployment_config(&s.deployment_config),
+                ) {
+                    (Ok(old), Ok(new)) => !old.needs_restart_for(&new),
+                    _ => false,
+                }
+        });
+        if same {
+            return;
+        }
+        match self.services.model_of(&s).await {
+            Ok(mv) => {
+                // Marked as loaded before the task runs, so a second notice does not load twice.
+                self.loaded().insert(key, s.clone());
+                let me = self.clone();
+                tokio::spawn(async move { me.start_with(s, mv, false).await });
+            }
+            Err(e) => tracing::warn!(service = %name, error = %e, "cannot load a changed service"),
+        }
+    }
+
+    /// Brings every service in line with the store (the periodic reconciliation): each stored
+    /// one is synced, each one running here but gone from the store is stopped.
+    pub async fn reconcile(self: &Arc<Self>) {
+        let all = match self.services.all().await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list services to reconcile");
+                return;
+            }
+        };
+        let stored: std::collections::HashSet<String> =
+            all.iter().map(|s| s.name.to_ascii_lowercase()).collect();
+        let mut here: Vec<String> = self.loaded().keys().cloned().collect();
+        here.extend(self.services.gate().services());
+        for name in here.into_iter().filter(|n| !stored.contains(n)) {
+            self.sync(&name).await;
+        }
+        for s in all {
+            self.sync(&s.name).await;
+        }
     }
 
     fn log_sink(&self, name: &str) -> LogSink {

@@ -13,6 +13,7 @@ pub mod client_addr;
 pub mod deployments;
 pub mod drain;
 pub mod error;
+pub mod follower;
 pub mod net;
 pub mod routes;
 pub mod state;
@@ -37,7 +38,7 @@ use mlgate_core::directory::{BootstrapReport, Directory, bootstrap};
 use mlgate_core::keys::MasterKey;
 use mlgate_core::resources::Resources;
 use mlgate_core::store::Store;
-use mlgate_store::SqliteStore;
+use mlgate_store::SqlStore;
 use time::Duration;
 
 use crate::state::AppState;
@@ -55,6 +56,9 @@ pub enum TlsMode {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    /// The store (`--store`, `MLGATE_STORE`): `postgres://...` for several nodes on one
+    /// database, `sqlite://PATH` or a path; `None` is SQLite in `{data_dir}/mlgate.db`.
+    pub store: Option<String>,
     pub tls: TlsMode,
     /// The URL clients reach this server at; derived from the listener when `None`.
     pub public_url: Option<String>,
@@ -69,6 +73,11 @@ pub struct ServerConfig {
     pub client_cache_ttl: Duration,
     /// How often signing keys are re-read (a rotation by `mlgate keys rotate` or another node).
     pub key_reload_interval: StdDuration,
+    /// How often the change log of the store is read (other nodes' changes take effect
+    /// within this, plus the time to reload).
+    pub change_poll_interval: StdDuration,
+    /// How often everything other nodes may change is reloaded whole, for changes missed.
+    pub reconcile_interval: StdDuration,
     /// Resources (audiences) accepted beyond the built-in ones.
     pub extra_resources: Vec<String>,
     /// The Python interpreter (or virtualenv's) that runs `score.py` entry scripts.
@@ -95,6 +104,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            store: None,
             tls: TlsMode::LocalCa,
             public_url: None,
             domain: "mlgate.local".into(),
@@ -104,6 +114,8 @@ impl ServerConfig {
             refresh_token_lifetime: Duration::days(90),
             client_cache_ttl: Duration::seconds(5),
             key_reload_interval: StdDuration::from_secs(30),
+            change_poll_interval: StdDuration::from_millis(250),
+            reconcile_interval: StdDuration::from_secs(30),
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
             python: PathBuf::from("python3"),
@@ -163,7 +175,7 @@ pub fn load_master_key(
 
 /// Opens the store of an existing data directory (every command but `serve`): a missing
 /// folder or database is an error rather than a new, empty store.
-pub async fn open_existing_store(data_dir: &Path) -> Result<SqliteStore> {
+pub async fn open_existing_store(data_dir: &Path) -> Result<SqlStore> {
     if !data_dir.is_dir() {
         bail!(
             "the data directory {} does not exist (check --data-dir or MLGATE_DATA_DIR; only \
@@ -175,17 +187,30 @@ pub async fn open_existing_store(data_dir: &Path) -> Result<SqliteStore> {
     if !db.is_file() {
         bail!("{} holds no mlgate store ({} is missing)", data_dir.display(), db.display());
     }
-    SqliteStore::open(&db).await.map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+    SqlStore::open_sqlite(&db).await.map_err(|e| anyhow::anyhow!("opening the store: {e}"))
 }
 
 /// Opens the store, creating the data directory (mode 0700) if needed: `serve` only.
-pub async fn open_store(data_dir: &Path) -> Result<SqliteStore> {
+pub async fn open_store(data_dir: &Path) -> Result<SqlStore> {
+    open_store_at(data_dir, None).await
+}
+
+/// Opens the store `url` names (see [`mlgate_store::StoreUrl`]), or SQLite in the data
+/// directory, creating the data directory (mode 0700), which keeps the master key and TLS
+/// files whatever the store.
+pub async fn open_store_at(data_dir: &Path, url: Option<&str>) -> Result<SqlStore> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
-    SqliteStore::open(&database_path(data_dir))
+    let location = match url {
+        Some(u) => mlgate_store::StoreUrl::parse(u).map_err(|e| anyhow::anyhow!("--store: {e}"))?,
+        None => mlgate_store::StoreUrl::Sqlite(database_path(data_dir)),
+    };
+    let store = SqlStore::open(&location)
         .await
-        .map_err(|e| anyhow::anyhow!("opening the store: {e}"))
+        .map_err(|e| anyhow::anyhow!("opening the store {location}: {e}"))?;
+    tracing::info!(store = %location, "store open");
+    Ok(store)
 }
 
 pub struct Server {
@@ -195,6 +220,7 @@ pub struct Server {
     connections: net::Connections,
     state: AppState,
     key_reload_interval: StdDuration,
+    follow: (StdDuration, StdDuration),
     pub startup: Startup,
 }
 
@@ -213,7 +239,7 @@ impl Server {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let store = Arc::new(open_store(&config.data_dir).await?);
+        let store = Arc::new(open_store_at(&config.data_dir, config.store.as_deref()).await?);
         Self::with_store(listener, config, clock, store).await
     }
 
@@ -240,6 +266,7 @@ impl Server {
             .map_err(|e| anyhow::anyhow!("reading the store: {e}"))?
             .is_empty();
         let master = load_master_key(&config.data_dir, config.master_key.as_deref(), has_keys)?;
+        follower::check_master_key(store.as_ref(), &master, config.master_key.is_some()).await?;
         let report = bootstrap(
             store.as_ref(),
             &master,
@@ -390,6 +417,7 @@ impl Server {
             connections: net::Connections::new(config.limits),
             state,
             key_reload_interval: config.key_reload_interval,
+            follow: (config.change_poll_interval, config.reconcile_interval),
             startup: Startup { url, ca_file, bootstrap: report },
         })
     }
@@ -428,9 +456,14 @@ impl Server {
                 }
             }
         });
+        // Other nodes' changes to what this one holds in memory.
+        let (poll, reconcile) = self.follow;
+        let follower =
+            tokio::spawn(follower::Follower::new(self.state.clone(), poll, reconcile).run());
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let served = self.connections.serve(listener, self.tls, self.app, shutdown).await;
         reloader.abort();
+        follower.abort();
         served.context("serving")
     }
 }

@@ -16,12 +16,21 @@ use crate::serve::default_data_dir;
 const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(1);
 
 pub async fn run(cmd: KeysCommand, out: OutputFormat) -> Result<()> {
-    let (rotate, data_dir) = match cmd {
-        KeysCommand::Rotate { data_dir } => (true, data_dir),
-        KeysCommand::List { data_dir } => (false, data_dir),
+    let (rotate, data_dir, store) = match cmd {
+        KeysCommand::Rotate { data_dir, store } => (true, data_dir, store),
+        KeysCommand::List { data_dir, store } => (false, data_dir, store),
     };
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
-    let store = mlgate_server::open_existing_store(&data_dir).await?;
+    let store = match store {
+        // The master key still comes from the data directory (or MLGATE_MASTER_KEY).
+        Some(url) => {
+            let url = mlgate_store::StoreUrl::parse(&url).map_err(|e| anyhow::anyhow!("{e}"))?;
+            mlgate_store::SqlStore::open(&url)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the store {url}: {e}"))?
+        }
+        None => mlgate_server::open_existing_store(&data_dir).await?,
+    };
     if rotate {
         let master = mlgate_server::load_master_key(
             &data_dir,

@@ -8,6 +8,7 @@ mod keys;
 mod login;
 mod ml;
 mod role;
+mod store;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Account(cmd) => account::run(cli.server, cli.ca_file, cmd, out).await,
         Command::Ad(cmd) => ad::run(cli.server, cli.ca_file, cmd, out).await,
         Command::Keys(cmd) => keys::run(cmd, out).await,
+        Command::Store(cmd) => store::run(cmd, out).await,
         Command::Group(cmd) => ml::group(cli.server, cli.ca_file, cmd, out).await,
         Command::Ml(cmd) => ml::ml(cli.server, cli.ca_file, cmd, out).await,
         Command::Role(cmd) => role::run(cli.server, cli.ca_file, cmd, out).await,

@@ -771,7 +771,8 @@ async fn model_management_serves_the_sdks_calls_over_the_same_services() {
 
 #[tokio::test]
 async fn principals_made_before_applications_existed_get_their_application_object() {
-    let s = TestServer::start().await;
+    // SQLite's migration 0008 (PostgreSQL's schema starts after it).
+    let s = TestServer::start_with(TempDir::new(), sqlite_in_data_dir).await;
     let sp = s.create_sp("older").await;
     let db = s.data_dir().join("mlgate.db");
     let dir = s.stop().await;

@@ -204,7 +204,10 @@ async fn keys_rotate_through_the_cli_on_the_data_directory() {
     let before = s.admin_token().await;
     let run = |args: &[&str]| {
         let data = s.data_dir();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some(url) = &s.store_url {
+            args.extend(["--store".to_string(), url.clone()]);
+        }
         async move {
             let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
                 .args(&args)

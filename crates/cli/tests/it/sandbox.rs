@@ -82,7 +82,12 @@ struct Fixture {
 
 /// A workspace, and a service principal that is only AzureML Data Scientist on it.
 async fn fixture(adjust: impl FnOnce(&mut mlgate_server::ServerConfig)) -> Fixture {
-    let s = TestServer::start_with(TempDir::new(), adjust).await;
+    // SQLite in the data directory, so "read the database" is a file the script could try.
+    let s = TestServer::start_with(TempDir::new(), |c| {
+        sqlite_in_data_dir(c);
+        adjust(c);
+    })
+    .await;
     let admin = s.admin_token().await;
     let c = s.client();
     let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();

@@ -10,7 +10,7 @@ use mlgate_core::keys::KeySet;
 use mlgate_core::store::KeyStore;
 use mlgate_proto::{CreateServicePrincipal, ServicePrincipalSecret};
 use mlgate_server::{Server, ServerConfig};
-use mlgate_store::SqliteStore;
+use mlgate_store::SqlStore;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -36,12 +36,38 @@ impl Drop for TempDir {
     }
 }
 
+/// With `MLGATE_IT_STORE=postgres` (and `MLGATE_TEST_POSTGRES_URL` naming a cluster), every
+/// test server keeps its store in a fresh PostgreSQL database of its own (remembered in the
+/// test's folder, so that a restart finds it again); otherwise SQLite in the data directory.
+pub async fn postgres_store() -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let base = mlgate_store::testing::postgres_url()
+        .expect("MLGATE_IT_STORE=postgres needs MLGATE_TEST_POSTGRES_URL");
+    Some(mlgate_store::testing::fresh_postgres_database(&base).await.unwrap())
+}
+
+/// For tests about the SQLite file itself (what is in it at rest, its migrations, what a
+/// confined script can open in the data directory): SQLite in the data directory whatever
+/// the run's backend.
+pub fn sqlite_in_data_dir(c: &mut ServerConfig) {
+    c.store = Some(c.data_dir.join("mlgate.db").display().to_string());
+}
+
+/// Whether this run keeps test servers' stores in PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("MLGATE_IT_STORE").is_ok_and(|v| v == "postgres")
+}
+
 pub struct TestServer {
     pub url: String,
     pub ca_pem: Vec<u8>,
     pub ca_file: PathBuf,
     pub clock: Arc<ManualClock>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
+    /// The store's URL when it is not the data directory's SQLite file.
+    pub store_url: Option<String>,
     pub tenant_id: String,
     pub server_state: mlgate_server::state::AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -68,7 +94,21 @@ impl TestServer {
         adjust(&mut config);
         let clock = Arc::new(ManualClock::new());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let store = Arc::new(mlgate_server::open_store(&config.data_dir).await.unwrap());
+        // A restart in the same folder finds the store the first start used.
+        let remembered = dir.0.join("store-url");
+        if config.store.is_none() {
+            config.store = match std::fs::read_to_string(&remembered) {
+                Ok(url) => Some(url),
+                Err(_) => postgres_store().await,
+            };
+        }
+        if let Some(url) = &config.store {
+            std::fs::write(&remembered, url).unwrap();
+        }
+        let store = Arc::new(
+            mlgate_server::open_store_at(&config.data_dir, config.store.as_deref()).await.unwrap(),
+        );
+        let store_url = config.store.clone();
         let server =
             Server::with_store(listener, config, clock.clone(), store.clone()).await.unwrap();
         let url = server.url().to_string();
@@ -87,6 +127,7 @@ impl TestServer {
             ca_file,
             clock,
             store,
+            store_url,
             tenant_id,
             server_state,
             shutdown: Some(tx),

@@ -64,6 +64,13 @@ impl Engine {
         Self { index: RwLock::new(index) }
     }
 
+    /// Replaces every role and assignment at once (a reload from the store).
+    pub fn replace(&self, roles: Vec<RoleDefinition>, assignments: Vec<Assignment>) {
+        let fresh = Self::new(roles, assignments);
+        let index = fresh.index.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.write() = index;
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
