@@ -10,5 +10,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-test-deps.sh
 cargo test --workspace --locked
 cargo build --locked -p mlgate-cli
-bash scripts/compat.sh target/debug/mlgate
-bash scripts/compat-azure.sh target/debug/mlgate
+# Wherever cargo puts its output (CARGO_TARGET_DIR is common), not ./target.
+BIN="$(bash scripts/target-dir.sh)/debug/mlgate"
+bash scripts/compat.sh "$BIN"
+bash scripts/compat-azure.sh "$BIN"
+bash scripts/walkthrough.sh "$BIN"

@@ -7,18 +7,18 @@ use mlgate_core::store::KeyStore;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::{KeysCommand, OutputFormat};
-use crate::output;
+use crate::cli::KeysCommand;
+use crate::output::{self, Output};
 use crate::serve::default_data_dir;
 
 /// Retired keys stay published this long after retirement: the longest access-token lifetime
 /// the server accepts as configuration.
 const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(1);
 
-pub async fn run(cmd: KeysCommand, out: OutputFormat) -> Result<()> {
+pub async fn run(cmd: KeysCommand, out: &Output) -> Result<()> {
     let (rotate, data_dir) = match cmd {
-        KeysCommand::Rotate { data_dir } => (true, data_dir),
-        KeysCommand::List { data_dir } => (false, data_dir),
+        KeysCommand::Rotate { dir } => (true, dir.data_dir),
+        KeysCommand::List { dir } => (false, dir.data_dir),
     };
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
     let store = mlgate_server::open_existing_store(&data_dir).await?;
@@ -43,5 +43,9 @@ pub async fn run(cmd: KeysCommand, out: OutputFormat) -> Result<()> {
             })
         })
         .collect();
-    output::print(out, &rows)
+    output::print_table(
+        out,
+        &rows,
+        &["Kid=kid", "State=state", "CreatedAt=createdAt", "RetiredAt=retiredAt"],
+    )
 }

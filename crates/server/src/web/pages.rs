@@ -43,6 +43,12 @@ button.secondary{background:#e2e8f0;color:#0f172a}
 .facts span:first-child{color:#64748b}
 .facts span:last-child{font-weight:600;text-align:right;word-break:break-all}
 .foot{margin-top:22px;font-size:12px;color:#94a3b8;text-align:center}
+a{color:#2563eb}
+a.button{display:block;text-align:center;text-decoration:none;padding:11px 14px;border-radius:8px;font-weight:600;background:#2563eb;color:#fff;margin:18px 0 6px}
+ul.endpoints{list-style:none;padding:0;margin:8px 0 0;font-size:13px}
+ul.endpoints li{display:flex;justify-content:space-between;gap:12px;padding:4px 0;border-top:1px solid #e2e8f0}
+ul.endpoints code{font-family:ui-monospace,Menlo,Consolas,monospace;color:#0f172a;word-break:break-all}
+ul.endpoints span{color:#64748b;text-align:right}
 "#;
 
 pub struct Page {
@@ -74,17 +80,26 @@ impl Page {
     }
 }
 
+/// A whole page in the sign-in pages' layout: `title` is text, `body` is HTML. The CLI's
+/// loopback "signed in" page uses it too, so every page a person sees looks the same.
+pub fn document(title: &str, body: &str, foot: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title} · mlgate</title><style>{STYLE}</style></head><body><main class=\"card\">\
+         <div class=\"brand\"><div class=\"logo\">m</div>mlgate</div>{body}\
+         <div class=\"foot\">{foot}</div></main></body></html>",
+        title = esc(title),
+        foot = esc(foot),
+    )
+}
+
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        let html = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-             <title>{title} · mlgate</title><style>{STYLE}</style></head><body><main class=\"card\">\
-             <div class=\"brand\"><div class=\"logo\">m</div>mlgate</div>{body}\
-             <div class=\"foot\">mlgate identity · sign-in is protected against cross-site requests</div>\
-             </main></body></html>",
-            title = esc(&self.title),
-            body = self.body
+        let html = document(
+            &self.title,
+            &self.body,
+            "mlgate identity · sign-in is protected against cross-site requests",
         );
         let mut resp = (self.status, Html(html)).into_response();
         let h = resp.headers_mut();
