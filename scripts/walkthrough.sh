@@ -89,6 +89,6 @@ if [ -d "$HOME/.pyenv" ]; then export PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"; 
   cd "$TMP/work"
   env -u MLGATE_SERVER -u MLGATE_CA_FILE -u MLGATE_DATA_DIR -u MLGATE_CONFIG_DIR \
     -u MLGATE_BOOTSTRAP_PASSWORD -u REQUESTS_CA_BUNDLE -u SSL_CERT_FILE -u XDG_DATA_HOME \
-    HOME="$TMP/home" PATH="$TMP/bin:$PATH" bash "$TMP/walkthrough.sh"
+    HOME="$TMP/home" PATH="$TMP/bin:$PATH" timeout 900 bash "$TMP/walkthrough.sh"
 )
 echo "walkthrough: every block of README.md's walkthrough passed"

@@ -447,3 +447,54 @@ async fn the_landing_page_says_what_this_is_and_links_to_devicelogin() {
     assert!(body.contains("/.well-known/openid-configuration"), "{body}");
     assert!(body.contains(&s.url), "{body}");
 }
+
+/// `mlgate tls trust --no-system` puts the CA in an NSS database (Chromium's), under a name
+/// carrying its fingerprint; doing it again changes nothing. `tls show` says what to do.
+#[tokio::test]
+async fn tls_trust_installs_the_ca_for_browsers() {
+    let s = TestServer::start().await;
+    let dir = TempDir::new();
+    let db = dir.0.join("nssdb");
+    let trust = |db: std::path::PathBuf, ca: std::path::PathBuf| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+            .args(["tls", "trust", "--no-system", "--nss-db"])
+            .arg(db)
+            .arg("--ca-file")
+            .arg(ca)
+            .output()
+            .await
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let out = trust(db.clone(), s.ca_file.clone()).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("installed the CA for Chromium"), "{stdout}");
+    }
+    let listed = std::process::Command::new("certutil")
+        .args(["-L", "-d"])
+        .arg(format!("sql:{}", db.display()))
+        .output()
+        .expect("certutil (libnss3-tools) is needed: scripts/setup-test-deps.sh");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(listed.matches("mlgate-local-ca-").count(), 1, "{listed}");
+    assert!(listed.contains("C,,"), "trusted to issue server certificates: {listed}");
+
+    let show = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+        .args(["tls", "show", "--data-dir"])
+        .arg(s.data_dir())
+        .output()
+        .await
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains("sudo mlgate tls trust"), "{show}");
+    assert!(show.contains(&s.ca_file.display().to_string()), "{show}");
+    let missing = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlgate"))
+        .args(["tls", "show", "--data-dir"])
+        .arg(dir.0.join("nothing"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("mlgate serve --data-dir"));
+}
