@@ -18,7 +18,7 @@ set -euo pipefail
 
 BENCH="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH")"
-MLGATE="$(realpath -m "${1:-$ROOT/target/release/mlgate}")"
+MLGATE="$(realpath -m "${1:-$(bash "$ROOT/scripts/target-dir.sh")/release/mlgate}")"
 ROUNDS="${ROUNDS:-3}" CONNS="${CONNS:-32}" DURATION="${DURATION:-10s}" WARMUP="${WARMUP:-3s}"
 NODE_WORKERS="${NODE_WORKERS:-2}" HTTPS="${HTTPS:-1}" NODE_ONLY="${NODE_ONLY:-0}"
 [ "$NODE_ONLY" = 1 ] || [ -x "$MLGATE" ] || { echo "no mlgate binary at $MLGATE (cargo build --release?)" >&2; exit 1; }

@@ -7,7 +7,7 @@
 # each from its own cached virtualenv (scripts/setup-test-deps.sh). No package is patched,
 # mocked or wrapped: they get only what a user sets (environment, `az cloud register`, files).
 #
-# Usage: scripts/compat-azure.sh [path/to/mlgate]   (default: $MLGATE_BIN or target/debug/mlgate)
+# Usage: scripts/compat-azure.sh [path/to/mlgate]   (default: $MLGATE_BIN or the debug build in cargo's target directory)
 # Set MLGATE_KEEP_TMP=1 to keep the temp dir (server data, the clients' debug logs), and
 # MLGATE_COMPAT_ONLY=az|sdk|sdk2 to run one client's tests only (the others count as skipped).
 # Never prints the admin password or a client secret.
@@ -16,7 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-BIN="${1:-${MLGATE_BIN:-target/debug/mlgate}}"
+BIN="${1:-${MLGATE_BIN:-$(bash "$ROOT/scripts/target-dir.sh")/debug/mlgate}}"
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 if [ ! -x "$BIN" ]; then
   echo "compat-azure: mlgate binary not found or not executable: $BIN" >&2

@@ -4,7 +4,7 @@
 # libraries against it (tests/compat/python with pytest, tests/compat/node with
 # node --test).
 #
-# Usage: scripts/compat.sh [path/to/mlgate]     (default: $MLGATE_BIN or target/debug/mlgate)
+# Usage: scripts/compat.sh [path/to/mlgate]     (default: $MLGATE_BIN or the debug build in cargo's target directory)
 # Set MLGATE_KEEP_TMP=1 to keep the temp dir (server data, logs) for debugging.
 # Never prints the admin password or the client secret.
 set -euo pipefail
@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-BIN="${1:-${MLGATE_BIN:-target/debug/mlgate}}"
+BIN="${1:-${MLGATE_BIN:-$(bash "$ROOT/scripts/target-dir.sh")/debug/mlgate}}"
 case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
 if [ ! -x "$BIN" ]; then
   echo "compat: mlgate binary not found or not executable: $BIN" >&2

@@ -2,7 +2,8 @@
 # Installs the real client libraries used by the compatibility tests:
 #   .deps/venv  Python venv (adal, msal, azure-identity, PyJWT, pytest, requests)
 #   .deps/node  Node packages (adal-node, jose, @azure/msal-node)
-#   Debian's chromium and chromium-driver, for the sign-in page tests (needs root for apt)
+#   Debian's chromium and chromium-driver (the sign-in page tests), tmux, jq, yq and
+#   libnss3-tools (the CLI's tests), with apt (needs root)
 #   .deps/az-venv   -> a cached venv with azure-cli 2.91 (Microsoft's own CLI)
 #   .deps/aml-venv  -> a cached venv with azureml-core 1.61 (the Azure ML SDK v1)
 #   .deps/aml2-venv -> a cached venv with azure-ai-ml 1.35.2 (the Azure ML SDK v2)
@@ -108,16 +109,24 @@ else
   node_msg="node modules installed ($NODE_DIR)"
 fi
 
-# --- Browser ----------------------------------------------------------------
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
-  browser_msg="chromium present"
+# --- Debian packages: the browser, and the tools the CLI tests drive ---------------------
+# chromium + chromium-driver: the sign-in page tests; tmux: the password prompt on a terminal;
+# jq, yq: what -o tsv/yaml and --query print is checked against them; libnss3-tools
+# (certutil): `mlgate tls trust` installs the CA for Chromium.
+missing=()
+for pair in chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver tmux:/usr/bin/tmux \
+            jq:/usr/bin/jq yq:/usr/bin/yq libnss3-tools:/usr/bin/certutil; do
+  [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  apt_msg="debian packages present"
 else
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; then
+  if ! apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
     apt-get update -qq >/dev/null
-    apt-get install -y -qq chromium chromium-driver >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  browser_msg="chromium installed"
+  apt_msg="installed ${missing[*]}"
 fi
 
-echo "setup-test-deps: $py_msg; $az_msg; $aml_msg; $aml2_msg; $node_msg; $browser_msg"
+echo "setup-test-deps: $py_msg; $az_msg; $aml_msg; $aml2_msg; $node_msg; $apt_msg"

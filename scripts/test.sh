@@ -23,5 +23,8 @@ MLGATE_TEST_POSTGRES_START="MLGATE_PG_KEEP_TEST_DBS=1 bash scripts/postgres.sh >
   cargo test --locked -p mlgate-cli --test it -- --exact \
   multinode::the_store_going_away_leaves_scoring_and_verification_running
 cargo build --locked -p mlgate-cli
-bash scripts/compat.sh target/debug/mlgate
-bash scripts/compat-azure.sh target/debug/mlgate
+# Wherever cargo puts its output (CARGO_TARGET_DIR is common), not ./target.
+BIN="$(bash scripts/target-dir.sh)/debug/mlgate"
+bash scripts/compat.sh "$BIN"
+bash scripts/compat-azure.sh "$BIN"
+bash scripts/walkthrough.sh "$BIN"

@@ -15,7 +15,7 @@ m() { "$MLGATE" "$@" 2>>"$OUT/cli.log"; }
 start_mlgate_with_model() {
   (cd "$ROOT" && cargo build --release -q -p mlgate-cli \
     && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
-  MLGATE="$ROOT/target/release/mlgate"
+  MLGATE="$(bash "$ROOT/scripts/target-dir.sh")/release/mlgate"
   local pw
   pw="$(python3 -c 'import secrets; print("p" + secrets.token_urlsafe(20))')"
   MPORT="$(free_port)"

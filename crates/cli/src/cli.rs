@@ -1,4 +1,8 @@
 //! The command tree. Words follow the Azure CLI so that scripts read the same.
+//!
+//! Flags that reach a server (`--server`, `--ca-file`) and the printing flags (`-o`,
+//! `--query`) belong to the client commands only, so `serve --help` lists only what the
+//! server takes. They may come before the command too (`mlgate --server URL login`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,57 +10,177 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "mlgate", version, about = "Self-hosted identity and access for ML platforms")]
+#[command(
+    name = "mlgate",
+    version,
+    about = "Self-hosted identity, access control and model serving in the Azure CLI's words",
+    after_help = "Start a server with 'mlgate serve', then sign in with 'mlgate login'. \
+                  Exit codes: 0 success, 1 error, 2 usage error."
+)]
 pub struct Cli {
-    /// The mlgate server (default: the signed-in profile's, else https://127.0.0.1:8443).
-    #[arg(long, env = "MLGATE_SERVER", global = true)]
-    pub server: Option<String>,
-    /// A PEM CA bundle to trust for the server (default: the profile's, else the local
-    /// server's CA in its data directory).
-    #[arg(long, env = "MLGATE_CA_FILE", global = true)]
-    pub ca_file: Option<PathBuf>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Json, global = true)]
-    pub output: OutputFormat,
+    // The client flags given before the command (hidden).
+    #[command(flatten)]
+    pub before: BeforeCommand,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+// The client flags accepted before the command name, for scripts written that way.
+#[derive(Debug, Args, Clone, Default)]
+pub struct BeforeCommand {
+    #[arg(long = "server", hide = true, value_name = "URL")]
+    pub server: Option<String>,
+    #[arg(long = "ca-file", hide = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", hide = true, value_enum)]
+    pub output: Option<OutputFormat>,
+    #[arg(long = "query", hide = true, value_parser = crate::output::parse_query)]
+    pub query: Option<String>,
+}
+
+// Where the server is, which CA to trust, and how to print: every client command takes these.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global Arguments")]
+pub struct ClientOpts {
+    /// The mlgate server's URL (default: the active account's server, else
+    /// https://127.0.0.1:8443).
+    #[arg(long, env = "MLGATE_SERVER", global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// A PEM file of CA certificates to trust for the server (default: the active account's,
+    /// else the local server's CA in its data directory, `{data-dir}/tls/ca.pem`).
+    #[arg(long, env = "MLGATE_CA_FILE", global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputOpts,
+}
+
+impl ClientOpts {
+    /// These flags, completed by those given before the command.
+    pub fn merged(mut self, before: &BeforeCommand) -> Self {
+        self.server = self.server.or_else(|| before.server.clone());
+        self.ca_file = self.ca_file.or_else(|| before.ca_file.clone());
+        self.out = self.out.merged(before);
+        self
+    }
+}
+
+// How to print a result.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global Arguments")]
+pub struct OutputOpts {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, global = true)]
+    pub output: Option<OutputFormat>,
+    /// A JMESPath query (jmespath.org) applied to the result before it is printed, e.g.
+    /// `--query "[].name"` or `--query id -o tsv`.
+    #[arg(long, global = true, value_name = "JMESPATH", value_parser = crate::output::parse_query)]
+    pub query: Option<String>,
+}
+
+impl OutputOpts {
+    pub fn merged(mut self, before: &BeforeCommand) -> Self {
+        self.output = self.output.or(before.output);
+        self.query = self.query.or_else(|| before.query.clone());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
+    /// JSON (the default).
+    #[default]
     Json,
+    /// Coloured JSON.
+    Jsonc,
+    /// A table of the command's main columns.
     Table,
+    /// Tab-separated values, one line per item, for shell scripts.
+    Tsv,
+    /// YAML.
+    Yaml,
+    /// Nothing (only errors and the exit code).
+    None,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (HTTPS on 127.0.0.1:8443, embedded SQLite store).
     Serve(ServeArgs),
-    /// Sign in, as a user (-u/-p) or as a service principal.
+    /// Sign in, as a person (browser, device code or -u/-p) or as a service principal; adds
+    /// the account to the signed-in ones and makes it active.
     Login(LoginArgs),
-    /// Forget the signed-in profile and its cached tokens.
-    Logout,
-    /// The signed-in account.
+    /// Sign out the active account (or the one named) and revoke its sign-in on the server.
+    Logout(LogoutArgs),
+    /// The signed-in accounts and their subscriptions.
+    Account {
+        #[command(flatten)]
+        c: ClientOpts,
+        #[command(subcommand)]
+        cmd: AccountCommand,
+    },
+    /// The directory: service principals, users and tenants.
+    Ad {
+        #[command(flatten)]
+        c: ClientOpts,
+        #[command(subcommand)]
+        cmd: AdCommand,
+    },
+    /// Token-signing keys (works on a server's data directory, on the server's machine).
+    Keys {
+        #[command(flatten)]
+        out: OutputOpts,
+        #[command(subcommand)]
+        cmd: KeysCommand,
+    },
+    /// The local certificate authority that signs the server's certificate: trust it on this
+    /// machine.
     #[command(subcommand)]
-    Account(AccountCommand),
-    /// The directory.
-    #[command(subcommand)]
-    Ad(AdCommand),
-    /// Token-signing keys (operates on a server's data directory).
-    #[command(subcommand)]
-    Keys(KeysCommand),
-    /// Resource groups.
-    #[command(subcommand)]
-    Group(GroupCommand),
-    /// Machine learning: workspaces.
-    #[command(subcommand)]
-    Ml(MlCommand),
-    /// Role-based access control.
-    #[command(subcommand)]
-    Role(RoleCommand),
-    /// The server's store (operates on databases, not through a server).
-    #[command(subcommand)]
-    Store(StoreCommand),
+    Tls(TlsCommand),
+    /// Resource groups: containers for workspaces.
+    Group {
+        #[command(flatten)]
+        c: ClientOpts,
+        #[command(subcommand)]
+        cmd: GroupCommand,
+    },
+    /// Machine learning: workspaces, models and web services.
+    Ml {
+        #[command(flatten)]
+        c: ClientOpts,
+        #[command(subcommand)]
+        cmd: MlCommand,
+    },
+    /// Role-based access control: assignments, definitions and access checks.
+    Role {
+        #[command(flatten)]
+        c: ClientOpts,
+        #[command(subcommand)]
+        cmd: RoleCommand,
+    },
+    /// The server's store (works on databases, not through a server).
+    Store {
+        #[command(flatten)]
+        out: OutputOpts,
+        #[command(subcommand)]
+        cmd: StoreCommand,
+    },
+    /// Writes reference documentation (docs/cli.md is made by `mlgate docs cli`).
+    #[command(subcommand, hide = true)]
+    Docs(DocsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// The command-line reference in Markdown, on stdout.
+    Cli,
+}
+
+// Skips the confirmation question of a destructive command.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Yes {
+    /// Do not ask for confirmation (needed when standard input is not a terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,34 +200,45 @@ pub enum StoreCommand {
 
 #[derive(Debug, Args)]
 pub struct SubscriptionArg {
-    /// Subscription id (default: the signed-in account's).
-    #[arg(long, global = true)]
+    /// Subscription id or name (default: the active account's).
+    #[arg(short = 's', long, global = true)]
     pub subscription: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
+    /// Create a resource group (or update its location).
     Create {
+        /// The resource group's name.
         #[arg(short = 'n', long)]
         name: String,
+        /// The location to record (mlgate runs everything here; Azure's region names are kept).
         #[arg(short = 'l', long)]
         location: Option<String>,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
+    /// Show a resource group.
     Show {
+        /// The resource group's name.
         #[arg(short = 'n', long)]
         name: String,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
+    /// List the resource groups you can read.
     List {
         #[command(flatten)]
         sub: SubscriptionArg,
     },
+    /// Delete an empty resource group (one with web services is refused) and its role
+    /// assignments.
     Delete {
+        /// The resource group's name.
         #[arg(short = 'n', long)]
         name: String,
+        #[command(flatten)]
+        yes: Yes,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
@@ -124,23 +259,32 @@ pub enum MlCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
+    /// Show a web service: state, model, scoring URI, authentication.
     Show {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// List the workspace's web services.
     List {
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// Delete a web service: it stops scoring at once.
     Delete {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
         #[command(flatten)]
+        yes: Yes,
+        #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// Print the service's log: deployment steps, init() output and errors.
     GetLogs {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
         #[command(flatten)]
@@ -149,16 +293,17 @@ pub enum ServiceCommand {
     /// Update a service: a new model version, configuration or authentication. A change of
     /// authentication only takes effect at once, with the model left running.
     Update {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
         /// The model to serve, NAME:VERSION.
         #[arg(short = 'm', long)]
         model: Option<String>,
-        /// A new inference configuration (JSON file).
-        #[arg(long = "ic", alias = "inference-config-file")]
+        /// A new inference configuration (JSON file; docs/configuration.md).
+        #[arg(long = "ic", alias = "inference-config-file", value_name = "FILE")]
         inference_config: Option<PathBuf>,
-        /// A new deployment configuration (JSON file).
-        #[arg(long = "dc", alias = "deploy-config-file")]
+        /// A new deployment configuration (JSON file; docs/configuration.md).
+        #[arg(long = "dc", alias = "deploy-config-file", value_name = "FILE")]
         deployment_config: Option<PathBuf>,
         /// Key auth on or off (`--ae` in the Azure CLI).
         #[arg(long = "auth-enabled", alias = "ae")]
@@ -174,6 +319,7 @@ pub enum ServiceCommand {
     },
     /// Show the service's primary and secondary keys (needs listKeys: Contributor or above).
     GetKeys {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
         #[command(flatten)]
@@ -181,9 +327,10 @@ pub enum ServiceCommand {
     },
     /// Replace one of the service's keys; the old one fails from the next request on.
     RegenKey {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
-        /// Primary or Secondary.
+        /// Which key: Primary or Secondary.
         #[arg(short = 'k', long = "key")]
         key: String,
         #[command(flatten)]
@@ -191,6 +338,7 @@ pub enum ServiceCommand {
     },
     /// Get a scoring token for a service with token auth (Reader is enough).
     GetToken {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
         #[command(flatten)]
@@ -199,8 +347,10 @@ pub enum ServiceCommand {
     /// Send a scoring request to the service (JSON, or @file), with the credential its
     /// authentication mode asks for.
     Score {
+        /// The service's name.
         #[arg(short = 'n', long)]
         name: String,
+        /// The request body: JSON, or @FILE to read it from a file.
         #[arg(long)]
         input_data: String,
         #[command(flatten)]
@@ -208,11 +358,14 @@ pub enum ServiceCommand {
     },
 }
 
-/// The workspace to act in: the flags, else `config.json` found from the current folder.
+// The workspace to act in: the flags, else `config.json` found from the current folder.
 #[derive(Debug, Args)]
 pub struct WorkspaceArgs {
+    /// The workspace (default: from the nearest config.json, see `ml workspace show
+    /// --write-config`).
     #[arg(short = 'w', long = "workspace-name")]
     pub workspace: Option<String>,
+    /// The workspace's resource group (default: from the nearest config.json).
     #[arg(short = 'g', long = "resource-group")]
     pub resource_group: Option<String>,
     #[command(flatten)]
@@ -223,13 +376,16 @@ pub struct WorkspaceArgs {
 pub enum ModelCommand {
     /// Register a file or a folder as the next version of a model.
     Register {
+        /// The model's name.
         #[arg(short = 'n', long)]
         name: String,
+        /// The model file or folder to upload.
         #[arg(short = 'p', long)]
         path: std::path::PathBuf,
-        /// `key=value`, repeatable.
+        /// A tag, `key=value`; repeatable.
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// A description of this version.
         #[arg(long, default_value = "")]
         description: String,
         #[command(flatten)]
@@ -240,46 +396,58 @@ pub enum ModelCommand {
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// Show one version of a model (default: the latest).
     Show {
+        /// The model's name.
         #[arg(short = 'n', long)]
         name: String,
-        /// Default: the latest.
+        /// The version (default: the latest).
         #[arg(long)]
         version: Option<i64>,
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// Download a model version's files into a folder.
     Download {
+        /// The model's name.
         #[arg(short = 'n', long)]
         name: String,
+        /// The version (default: the latest).
         #[arg(long)]
         version: Option<i64>,
+        /// The folder to write the files into.
         #[arg(short = 't', long)]
         target_dir: std::path::PathBuf,
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
+    /// Delete one version of a model (refused while a service uses it).
     Delete {
+        /// The model's name.
         #[arg(short = 'n', long)]
         name: String,
+        /// The version to delete.
         #[arg(long)]
         version: i64,
+        #[command(flatten)]
+        yes: Yes,
         #[command(flatten)]
         ws: WorkspaceArgs,
     },
     /// Deploy a model version as a web service (`az ml model deploy`).
     Deploy {
-        /// The service's name.
+        /// The service's name (unique on the server: it is part of the scoring URI).
         #[arg(short = 'n', long)]
         name: String,
-        /// NAME:VERSION of the model.
+        /// The model to serve, NAME:VERSION.
         #[arg(short = 'm', long)]
         model: String,
-        /// Inference configuration file (JSON).
-        #[arg(long = "ic")]
+        /// The inference configuration (JSON file; docs/configuration.md).
+        #[arg(long = "ic", alias = "inference-config-file", value_name = "FILE")]
         inference_config: std::path::PathBuf,
-        /// Deployment configuration file (JSON).
-        #[arg(long = "dc")]
+        /// The deployment configuration (JSON file; docs/configuration.md; default: one
+        /// instance without authentication).
+        #[arg(long = "dc", alias = "deploy-config-file", value_name = "FILE")]
         deployment_config: Option<std::path::PathBuf>,
         /// Return at once instead of waiting for Healthy or Failed.
         #[arg(long)]
@@ -291,50 +459,68 @@ pub enum ModelCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum WorkspaceCommand {
+    /// Create a workspace in a resource group.
     Create {
+        /// The workspace's name.
         #[arg(short = 'w', long = "workspace-name", alias = "name")]
         workspace: String,
+        /// The resource group to create it in.
         #[arg(short = 'g', long = "resource-group")]
         resource_group: String,
+        /// A description.
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
+    /// Show a workspace; --write-config also writes its config.json for the SDKs.
     Show {
+        /// The workspace's name.
         #[arg(short = 'w', long = "workspace-name", alias = "name")]
         workspace: String,
+        /// Its resource group.
         #[arg(short = 'g', long = "resource-group")]
         resource_group: String,
         /// Write config.json (into the given folder, default the current one).
-        #[arg(long, num_args = 0..=1, default_missing_value = ".")]
+        #[arg(long, num_args = 0..=1, default_missing_value = ".", value_name = "DIR")]
         write_config: Option<std::path::PathBuf>,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
+    /// List the workspaces you can read (in one resource group, or all).
     List {
+        /// Only this resource group's.
         #[arg(short = 'g', long = "resource-group")]
         resource_group: Option<String>,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
+    /// Delete a workspace without web services, with its models and role assignments.
     Delete {
+        /// The workspace's name.
         #[arg(short = 'w', long = "workspace-name", alias = "name")]
         workspace: String,
+        /// Its resource group.
         #[arg(short = 'g', long = "resource-group")]
         resource_group: String,
+        #[command(flatten)]
+        yes: Yes,
         #[command(flatten)]
         sub: SubscriptionArg,
     },
     /// Give a user or service principal a role on the workspace.
     Share {
+        /// The workspace's name.
         #[arg(short = 'w', long = "workspace-name", alias = "name")]
         workspace: String,
+        /// Its resource group.
         #[arg(short = 'g', long = "resource-group")]
         resource_group: String,
         /// Object id, application id or user principal name.
         #[arg(long)]
         user: String,
+        /// The role's name (Owner, Contributor, Reader, "AzureML Data Scientist", a custom
+        /// role) or id.
         #[arg(long)]
         role: String,
         #[command(flatten)]
@@ -344,16 +530,21 @@ pub enum WorkspaceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
+    /// Role assignments: who holds which role at which scope.
     #[command(subcommand)]
     Assignment(AssignmentCommand),
+    /// Role definitions: built-in and custom roles.
     #[command(subcommand)]
     Definition(DefinitionCommand),
     /// Is an action allowed for a principal at a scope, and which assignment decides?
     Check {
+        /// Object id, application id or user principal name.
         #[arg(long)]
         assignee: String,
+        /// The action, e.g. Microsoft.MachineLearningServices/workspaces/write.
         #[arg(long)]
         action: String,
+        /// The scope, an ARM id (/subscriptions/.../workspaces/NAME).
         #[arg(long)]
         scope: String,
     },
@@ -361,43 +552,60 @@ pub enum RoleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AssignmentCommand {
+    /// Give a principal a role at a scope.
     Create {
+        /// Object id, application id or user principal name.
         #[arg(long)]
         assignee: String,
+        /// The role's name or id.
         #[arg(long)]
         role: String,
+        /// The scope, an ARM id (/subscriptions/SUB, .../resourceGroups/RG, a workspace's id).
         #[arg(long)]
         scope: String,
     },
+    /// List role assignments (yours to read), filtered by assignee and scope.
     List {
+        /// Only this principal's (object id, application id or user principal name).
         #[arg(long)]
         assignee: Option<String>,
+        /// Only at this scope (an ARM id).
         #[arg(long)]
         scope: Option<String>,
+        /// Also the assignments at scopes above --scope that apply to it.
         #[arg(long)]
         include_inherited: bool,
     },
     /// Delete by id, or by assignee, role and scope.
     Delete {
+        /// Assignment ids (names or full ARM ids); repeatable.
         #[arg(long)]
         ids: Vec<String>,
+        /// With --role: the principal whose assignment goes.
         #[arg(long)]
         assignee: Option<String>,
+        /// With --assignee: the role's name or id.
         #[arg(long)]
         role: Option<String>,
+        /// With --assignee: only at this scope.
         #[arg(long)]
         scope: Option<String>,
+        #[command(flatten)]
+        yes: Yes,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DefinitionCommand {
-    /// From a file of Azure's role-definition JSON (or the JSON itself).
+    /// Create a custom role from Azure's role-definition JSON (a file, or the JSON itself).
     Create {
+        /// A file of Azure's role-definition JSON (`@file` is accepted), or the JSON itself.
         #[arg(long)]
         role_definition: String,
     },
+    /// List role definitions.
     List {
+        /// Only custom roles.
         #[arg(long)]
         custom_role_only: bool,
     },
@@ -413,6 +621,7 @@ pub struct ServeArgs {
     /// master key stays in the data directory or MLGATE_MASTER_KEY either way.
     #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// The address and port to listen on.
     #[arg(long, env = "MLGATE_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// Serve plain HTTP (only behind a TLS-terminating proxy).
@@ -421,6 +630,7 @@ pub struct ServeArgs {
     /// Your own PEM certificate chain (instead of the local CA's).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// The URL clients use to reach this server (issuer and endpoints derive from it).
@@ -473,24 +683,30 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request's headers (HTTP/1.1).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub header_read_timeout: u64,
+    /// The log's format (the filter is MLGATE_LOG, e.g. `info` or `mlgate_server=debug`).
     #[arg(long, value_enum, env = "MLGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// One readable line per event.
     Text,
+    /// One JSON object per line, for log shippers.
     Json,
 }
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// User name, or the application (client) id with --service-principal.
+    /// The user's name (admin@mlgate.local), or the application (client) id with
+    /// --service-principal.
     #[arg(short = 'u', long)]
     pub username: Option<String>,
-    /// Password, or the client secret with --service-principal.
+    /// The password, or the client secret with --service-principal. Left out with -u on a
+    /// terminal, it is asked for without echo (so it stays out of shell history).
     #[arg(short = 'p', long)]
     pub password: Option<String>,
+    /// Sign in as a service principal: -u APP_ID -p SECRET --tenant TENANT.
     #[arg(long)]
     pub service_principal: bool,
     /// Sign in on another device with a code instead of opening a browser here.
@@ -499,24 +715,38 @@ pub struct LoginArgs {
     /// Tenant id or domain (required with --service-principal).
     #[arg(short = 't', long)]
     pub tenant: Option<String>,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The account to sign out (user name or application id; default: the active account).
+    #[arg(long)]
+    pub username: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AccountCommand {
-    /// The signed-in account and its default subscription.
+    /// The active account and its default subscription.
     Show,
-    /// An access token for a resource.
+    /// An access token for a resource, for other tools (`Authorization: Bearer ...`).
     GetAccessToken {
+        /// The resource (audience) the token is for (default: https://management.azure.com/;
+        /// others: https://ml.azure.com, the server's URL, its --resource values).
         #[arg(long)]
         resource: Option<String>,
     },
-    /// The subscriptions the signed-in account can use.
+    /// The subscriptions of every signed-in account.
     List,
-    /// Make a subscription the default.
+    /// Make a subscription the default, and its account the active one.
     Set {
+        /// Subscription id or name.
         #[arg(short = 's', long)]
         subscription: String,
     },
+    /// Sign out every account.
+    Clear,
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,11 +764,14 @@ pub enum AdCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
+    /// The tenants the signed-in account belongs to.
     List,
     /// A new tenant with a default subscription (directory administrators).
     Create {
+        /// The tenant's domain name (e.g. research.example).
         #[arg(long)]
         domain: String,
+        /// A display name (default: the domain).
         #[arg(long)]
         display_name: Option<String>,
     },
@@ -555,15 +788,20 @@ pub enum TenantCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    /// Create a user in the signed-in tenant.
     Create {
+        /// The name people see.
         #[arg(long)]
         display_name: String,
-        /// Read from MLGATE_NEW_USER_PASSWORD when not given, so it stays out of shell history.
+        /// The new user's password. Read from MLGATE_NEW_USER_PASSWORD when not given, so it
+        /// stays out of shell history.
         #[arg(long, env = "MLGATE_NEW_USER_PASSWORD", hide_env_values = true)]
         password: String,
+        /// The sign-in name, name@domain of the tenant.
         #[arg(long)]
         user_principal_name: String,
     },
+    /// The tenant's users.
     List,
 }
 
@@ -571,6 +809,7 @@ pub enum UserCommand {
 pub enum SpCommand {
     /// Create an application and its service principal with a secret.
     CreateForRbac {
+        /// The application's display name.
         #[arg(short = 'n', long)]
         name: String,
         /// Print the JSON that Azure SDKs read (`--sdk-auth`).
@@ -582,27 +821,36 @@ pub enum SpCommand {
         /// A role to assign the new principal (needs --scopes).
         #[arg(long, requires = "scopes")]
         role: Option<String>,
-        /// Scopes for --role.
+        /// Scopes (ARM ids) for --role.
         #[arg(long, num_args = 1.., requires = "role")]
         scopes: Vec<String>,
     },
+    /// Show a service principal (secrets' metadata only).
     Show {
         /// Object id or application id.
         #[arg(long)]
         id: String,
     },
+    /// The tenant's service principals.
     List,
     /// Change a property: `--set accountEnabled=false`.
     Update {
+        /// Object id or application id.
         #[arg(long)]
         id: String,
+        /// The change, `accountEnabled=true|false`.
         #[arg(long)]
         set: String,
     },
+    /// Delete a service principal, its application, secrets and role assignments.
     Delete {
+        /// Object id or application id.
         #[arg(long)]
         id: String,
+        #[command(flatten)]
+        yes: Yes,
     },
+    /// The principal's secrets.
     #[command(subcommand)]
     Credential(CredentialCommand),
 }
@@ -611,10 +859,13 @@ pub enum SpCommand {
 pub enum CredentialCommand {
     /// A new secret; the old ones are removed unless --append.
     Reset {
+        /// Object id or application id.
         #[arg(long)]
         id: String,
+        /// Keep the existing secrets (rotation without downtime).
         #[arg(long)]
         append: bool,
+        /// Lifetime of the new secret in years (default 1).
         #[arg(long)]
         years: Option<u32>,
         /// RFC 3339 end date of the new secret.
@@ -623,22 +874,58 @@ pub enum CredentialCommand {
     },
 }
 
+// The server's data directory.
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// The server's data directory (default: ~/.local/share/mlgate).
+    #[arg(long, env = "MLGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Promote the pre-published next key, publish a new next key, retire the active one.
     Rotate {
-        #[arg(long, env = "MLGATE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
         /// The server's store when it is not the data directory's SQLite (`postgres://...`).
         #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
         store: Option<String>,
     },
     /// The signing keys and their states.
     List {
-        #[arg(long, env = "MLGATE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDir,
         /// The server's store when it is not the data directory's SQLite (`postgres://...`).
         #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
         store: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Install the local CA into this machine's trust store (Debian/Ubuntu
+    /// update-ca-certificates, or Fedora/RHEL update-ca-trust; needs root), and into an NSS
+    /// database for Chromium and Firefox when certutil (libnss3-tools) is there.
+    Trust {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The CA file to install (default: {data-dir}/tls/ca.pem).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Leave the system trust store alone (browsers only).
+        #[arg(long)]
+        no_system: bool,
+        /// The NSS database for browsers (default: ~/.pki/nssdb, Chromium's on Linux).
+        #[arg(long, value_name = "DIR")]
+        nss_db: Option<PathBuf>,
+        /// Leave the browsers' NSS database alone.
+        #[arg(long)]
+        no_nss: bool,
+    },
+    /// Print how to trust the local CA, without changing anything.
+    Show {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }

@@ -6,11 +6,13 @@
 //! - [`cli`]: the clap command tree;
 //! - [`serve`]: configuration from flags and environment, logging, signals;
 //! - [`profile`]: the signed-in profile and token cache (`~/.mlgate/profile.json`, mode 0600);
-//! - [`commands`]: one module per command group; [`output`]: JSON and table printing.
+//! - [`commands`]: one module per command group; [`output`]: `-o` formats and `--query`;
+//! - [`docs`]: the command-line reference generated from [`cli`].
 
 mod alloc;
 mod cli;
 mod commands;
+mod docs;
 mod output;
 mod profile;
 mod serve;
@@ -38,7 +40,15 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ERROR: {e:#}");
-            std::process::ExitCode::FAILURE
+            if let Some(hint) = commands::hint(&e) {
+                eprintln!("{hint}");
+            }
+            // Exit codes as the Azure CLI's: 2 for a usage error, 1 for any other.
+            if e.downcast_ref::<commands::UsageError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,13 +1,18 @@
-//! The signed-in profile and token cache: `$MLGATE_CONFIG_DIR/profile.json` (default
-//! `~/.mlgate`), created with mode 0600 in a 0700 folder, since it holds a refresh token or a
-//! service principal's secret, as `~/.azure` does for the Azure CLI.
+//! The signed-in accounts and their token caches: `$MLGATE_CONFIG_DIR/profile.json` (default
+//! `~/.mlgate`), created with mode 0600 in a 0700 folder, since it holds refresh tokens and
+//! service principals' secrets, as `~/.azure` does for the Azure CLI.
+//!
+//! Like the Azure CLI, several accounts stay signed in at once: `login` adds one (or replaces
+//! the same account on the same server) and makes it the active one; `account set -s` makes
+//! the account holding a subscription active; `logout` forgets the active one. A file written
+//! by an older mlgate (one account, no list) is read as a list of one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -27,6 +32,16 @@ pub struct CachedToken {
     pub expires_on: i64,
 }
 
+/// A subscription seen at sign-in (or by `account list`), as `az` keeps them in its profile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KnownSubscription {
+    pub id: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub state: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
@@ -42,9 +57,53 @@ pub struct Profile {
     pub subscription_id: Option<String>,
     #[serde(default)]
     pub subscription_name: Option<String>,
+    #[serde(default)]
+    pub subscriptions: Vec<KnownSubscription>,
     pub credential: Credential,
     #[serde(default)]
     pub tokens: BTreeMap<String, CachedToken>,
+}
+
+impl Profile {
+    /// Two sign-ins are the same account when server, user and kind match.
+    pub fn same_account(&self, other: &Profile) -> bool {
+        same_server(&self.server, &other.server)
+            && self.user_name.eq_ignore_ascii_case(&other.user_name)
+            && self.user_type == other.user_type
+    }
+}
+
+pub fn same_server(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/').eq_ignore_ascii_case(b.trim_end_matches('/'))
+}
+
+/// Every signed-in account; `active` indexes the one commands use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Profiles {
+    pub accounts: Vec<Profile>,
+    #[serde(default)]
+    pub active: usize,
+}
+
+impl Profiles {
+    pub fn active(&self) -> Option<&Profile> {
+        self.accounts.get(self.active)
+    }
+
+    /// Adds the account (replacing the same account's old sign-in) and makes it active.
+    pub fn add(&mut self, p: Profile) {
+        match self.accounts.iter().position(|a| a.same_account(&p)) {
+            Some(i) => {
+                self.accounts[i] = p;
+                self.active = i;
+            }
+            None => {
+                self.accounts.push(p);
+                self.active = self.accounts.len() - 1;
+            }
+        }
+    }
 }
 
 pub fn config_dir() -> PathBuf {
@@ -59,25 +118,46 @@ fn path() -> PathBuf {
     config_dir().join("profile.json")
 }
 
-pub fn load() -> Result<Option<Profile>> {
+/// Every signed-in account (none when the file does not exist).
+pub fn load_all() -> Result<Profiles> {
     let p = path();
     if !p.exists() {
-        return Ok(None);
+        return Ok(Profiles::default());
     }
     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    let profile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged; run 'mlgate login' again", p.display()))?;
-    Ok(Some(profile))
-}
-
-pub fn require() -> Result<Profile> {
-    match load()? {
-        Some(p) => Ok(p),
-        None => bail!("Please run 'mlgate login' to set up an account."),
+    let damaged = || format!("{} is damaged; run 'mlgate login' again", p.display());
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(damaged)?;
+    let mut all: Profiles = if value.get("accounts").is_some() {
+        serde_json::from_value(value).with_context(damaged)?
+    } else {
+        Profiles { accounts: vec![serde_json::from_value(value).with_context(damaged)?], active: 0 }
+    };
+    if all.active >= all.accounts.len() {
+        all.active = 0;
     }
+    Ok(all)
 }
 
-pub fn save(profile: &Profile) -> Result<()> {
+/// Writes back one account's changes (new tokens, a rotated refresh token, another default
+/// subscription), keeping whatever other commands wrote meanwhile. An account signed out
+/// meanwhile stays signed out.
+pub fn update(profile: &Profile) -> Result<()> {
+    let mut all = load_all()?;
+    if let Some(slot) = all.accounts.iter_mut().find(|a| a.same_account(profile)) {
+        *slot = profile.clone();
+        save_all(&all)?;
+    }
+    Ok(())
+}
+
+pub fn save_all(all: &Profiles) -> Result<()> {
+    if all.accounts.is_empty() {
+        let p = path();
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        return Ok(());
+    }
     let dir = config_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
@@ -90,17 +170,48 @@ pub fn save(profile: &Profile) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(serde_json::to_string_pretty(profile)?.as_bytes())?;
+    f.write_all(serde_json::to_string_pretty(all)?.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path())?;
     Ok(())
 }
 
-pub fn remove() -> Result<bool> {
-    let p = path();
-    if p.exists() {
-        std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        return Ok(true);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(server: &str, user: &str) -> Profile {
+        Profile {
+            server: server.into(),
+            ca_file: None,
+            tenant_id: "t".into(),
+            user_name: user.into(),
+            user_type: "user".into(),
+            subscription_id: None,
+            subscription_name: None,
+            subscriptions: vec![],
+            credential: Credential::User { refresh_token: "r".into() },
+            tokens: BTreeMap::new(),
+        }
     }
-    Ok(false)
+
+    #[test]
+    fn login_adds_accounts_and_replaces_the_same_one() {
+        let mut all = Profiles::default();
+        all.add(account("https://a", "admin@x"));
+        all.add(account("https://a", "dana@x"));
+        assert_eq!((all.accounts.len(), all.active), (2, 1));
+        all.add(account("https://A/", "ADMIN@x"));
+        assert_eq!((all.accounts.len(), all.active), (2, 0));
+        all.add(account("https://b", "admin@x"));
+        assert_eq!((all.accounts.len(), all.active), (3, 2));
+    }
+
+    #[test]
+    fn a_single_profile_from_an_older_mlgate_reads_as_one_account() {
+        let old = serde_json::to_value(account("https://a", "admin@x")).unwrap_or_default();
+        assert!(old.get("accounts").is_none());
+        let p: Profile = serde_json::from_value(old).unwrap_or_else(|_| account("", ""));
+        assert_eq!(p.user_name, "admin@x");
+    }
 }

@@ -110,6 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("data directory: {}", data_dir.display());
     if let Some(ca) = &s.ca_file {
         println!("clients must trust the CA at: {}", ca.display());
+        print!("{}", crate::commands::tls::how_to_trust(ca));
     }
     if s.bootstrap.created {
         if let (Some(t), Some(upn)) = (&s.bootstrap.tenant, &s.bootstrap.admin_user_principal_name)

@@ -242,3 +242,183 @@ impl Client {
         Ok(m)
     }
 }
+
+/// Files a source directory may hold (the server takes at most this many `sourceFiles`), and
+/// their total size: Azure ML's limits for a source-directory snapshot.
+pub const MAX_SOURCE_FILES: usize = 2_000;
+pub const MAX_SOURCE_BYTES: u64 = 300 * 1024 * 1024;
+
+/// The ignore file of a source directory: `.amlignore`, else `.gitignore`, as Azure ML reads
+/// them (`.gitignore`'s syntax: `#` comments, `!` to re-include, `*`, `?` and `**`, a
+/// trailing `/` for folders, a `/` inside or in front to anchor at the folder's root).
+#[derive(Debug, Default)]
+pub struct IgnoreFile {
+    rules: Vec<IgnoreRule>,
+}
+
+#[derive(Debug)]
+struct IgnoreRule {
+    pattern: String,
+    negate: bool,
+    dir_only: bool,
+    anchored: bool,
+}
+
+impl IgnoreFile {
+    pub fn parse(text: &str) -> Self {
+        let rules = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (negate, l) = match l.strip_prefix('!') {
+                    Some(rest) => (true, rest),
+                    None => (false, l),
+                };
+                let dir_only = l.ends_with('/');
+                let l = l.trim_end_matches('/');
+                let anchored = l.contains('/');
+                IgnoreRule {
+                    pattern: l.trim_start_matches('/').to_string(),
+                    negate,
+                    dir_only,
+                    anchored,
+                }
+            })
+            .collect();
+        Self { rules }
+    }
+
+    /// Reads `dir/.amlignore`, else `dir/.gitignore`, else ignores nothing.
+    pub fn for_dir(dir: &Path) -> Self {
+        [".amlignore", ".gitignore"]
+            .iter()
+            .find_map(|n| std::fs::read_to_string(dir.join(n)).ok())
+            .map(|t| Self::parse(&t))
+            .unwrap_or_default()
+    }
+
+    /// Is the file at this `/`-separated relative path left out? A file is left out when it,
+    /// or a folder above it, matches the last rule that names it.
+    pub fn ignores(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let mut ignored = false;
+        for rule in &self.rules {
+            // The path itself (unless the rule is for folders), then each folder above it.
+            let hit = (0..parts.len()).any(|i| {
+                let is_dir = i + 1 < parts.len();
+                if rule.dir_only && !is_dir {
+                    return false;
+                }
+                let candidate =
+                    if rule.anchored { parts[..=i].join("/") } else { parts[i].to_string() };
+                glob(&rule.pattern, &candidate)
+            });
+            if hit {
+                ignored = !rule.negate;
+            }
+        }
+        ignored
+    }
+}
+
+/// `*` and `?` within one path segment, `**` across segments.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) if rest.first() == Some(&b'*') => {
+                let rest = rest[1..].strip_prefix(b"/").unwrap_or(&rest[1..]);
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            Some((b'*', rest)) => {
+                (0..=t.len()).take_while(|&i| i == 0 || t[i - 1] != b'/').any(|i| go(rest, &t[i..]))
+            }
+            Some((b'?', rest)) => t.first().is_some_and(|&c| c != b'/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+impl Client {
+    /// Uploads a deployment's source directory (Azure ML's `source_directory`) and answers its
+    /// `sourceFiles`: every file but those the ignore file leaves out, each uploaded once per
+    /// content. The whole list is checked against the limits, and every file opened, before
+    /// the first upload.
+    pub async fn upload_source_directory(
+        &self,
+        token: &str,
+        ws: &WorkspaceAddress,
+        dir: &Path,
+    ) -> Result<Vec<ModelFile>> {
+        if !dir.is_dir() {
+            return Err(ClientError::Config(format!(
+                "the source directory {} is not a folder",
+                dir.display()
+            )));
+        }
+        let ignore = IgnoreFile::for_dir(dir);
+        let listed: Vec<(String, PathBuf)> =
+            collect(dir)?.into_iter().filter(|(rel, _)| !ignore.ignores(rel)).collect();
+        if listed.len() > MAX_SOURCE_FILES {
+            return Err(ClientError::Config(format!(
+                "the source directory {} holds {} files, more than {MAX_SOURCE_FILES}: leave \
+                 some out with an .amlignore file",
+                dir.display(),
+                listed.len()
+            )));
+        }
+        let mut total = 0u64;
+        for (_, full) in &listed {
+            let meta = std::fs::File::open(full)
+                .and_then(|f| f.metadata())
+                .map_err(|e| ClientError::Config(format!("{}: {e}", full.display())))?;
+            total += meta.len();
+        }
+        if total > MAX_SOURCE_BYTES {
+            return Err(ClientError::Config(format!(
+                "the source directory {} holds {} MiB, more than {} MiB: leave some out with an \
+                 .amlignore file",
+                dir.display(),
+                total / (1024 * 1024),
+                MAX_SOURCE_BYTES / (1024 * 1024)
+            )));
+        }
+        let mut files = Vec::new();
+        for (rel, full) in listed {
+            let bytes = std::fs::read(&full)
+                .map_err(|e| ClientError::Config(format!("{}: {e}", full.display())))?;
+            let size = bytes.len() as u64;
+            let sha = self.upload_blob(token, ws, bytes).await?;
+            files.push(ModelFile { path: rel, sha256: sha, size });
+        }
+        Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod ignore_tests {
+    use super::*;
+
+    #[test]
+    fn amlignore_follows_gitignore_rules() {
+        let i = IgnoreFile::parse(
+            "# comment\n*.pyc\n__pycache__/\n/data\nlogs/**/*.txt\n!keep.pyc\nbuild/\n",
+        );
+        assert!(i.ignores("a.pyc"));
+        assert!(i.ignores("pkg/b.pyc"));
+        assert!(!i.ignores("keep.pyc"));
+        assert!(i.ignores("__pycache__/x.py"));
+        assert!(i.ignores("pkg/__pycache__/x.py"));
+        assert!(i.ignores("data/big.bin"));
+        assert!(!i.ignores("pkg/data/small.txt"), "/data is anchored at the root");
+        assert!(i.ignores("logs/a/b/c.txt"));
+        assert!(i.ignores("logs/c.txt"));
+        assert!(!i.ignores("logs/c.log"));
+        assert!(!i.ignores("build"), "build/ names folders only");
+        assert!(i.ignores("build/out.py"));
+        assert!(!i.ignores("score.py"));
+        assert!(!i.ignores("helper.py"));
+    }
+}

@@ -21,6 +21,10 @@ pub enum InferenceConfig {
     EntryScript(PathBuf),
     /// An inference configuration as JSON, sent as is.
     Json(Value),
+    /// Azure ML's `source_directory`: the whole folder is uploaded (less what its
+    /// `.amlignore`, else `.gitignore`, leaves out) and `entry_script`, a path inside it, runs
+    /// there, so it can import the folder's modules.
+    SourceDirectory { dir: PathBuf, entry_script: String },
 }
 
 impl Workspace {
@@ -70,6 +74,17 @@ impl Model {
         let ic = match inference_config {
             InferenceConfig::Onnx => serde_json::json!({"runtime": "onnx"}),
             InferenceConfig::Json(v) => v.clone(),
+            InferenceConfig::SourceDirectory { dir, entry_script } => {
+                let files = ws.client().upload_source_directory(&token, &address, dir).await?;
+                let script = entry_script.trim_start_matches("./");
+                if !files.iter().any(|f| f.path == script) {
+                    return Err(ClientError::Config(format!(
+                        "the entry script '{entry_script}' is not in the source directory {}",
+                        dir.display()
+                    )));
+                }
+                serde_json::json!({"runtime": "python", "entryScript": script, "sourceFiles": files})
+            }
             InferenceConfig::EntryScript(path) => {
                 let bytes = std::fs::read(path).map_err(|e| {
                     ClientError::Config(format!("reading the entry script {}: {e}", path.display()))

@@ -472,8 +472,19 @@ impl Deployer {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        let inputs: Vec<String> =
-            model.inputs().iter().map(|i| format!("{}{:?}", i.name, i.shape)).collect();
+        // `input [?, 3]`: `?` for a symbolic dimension (any size), not Rust's `None`.
+        let inputs: Vec<String> = model
+            .inputs()
+            .iter()
+            .map(|i| {
+                let dims: Vec<String> = i
+                    .shape
+                    .iter()
+                    .map(|d| d.map_or_else(|| "?".to_string(), |n| n.to_string()))
+                    .collect();
+                format!("{} [{}]", i.name, dims.join(", "))
+            })
+            .collect();
         self.host.log(name, format!("Loaded {}: inputs {}", file.path, inputs.join(", ")));
         self.host.log(
             name,

@@ -30,20 +30,28 @@ def person():
 
 
 @pytest.fixture
-def browser(tmp_path):
+def browser(tmp_path, cfg):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # The server's CA is trusted the documented way, not by ignoring certificate errors:
+    # `mlgate tls trust --no-system` writes it into $HOME/.pki/nssdb, the NSS database Chromium
+    # reads on Linux; the browser runs with that HOME.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))
+    trust = subprocess.run([os.environ["MLGATE_BIN"], "tls", "trust", "--no-system",
+                            "--ca-file", cfg.ca], capture_output=True, text=True, env=env, timeout=60)
+    assert trust.returncode == 0, trust.stderr
+    assert "installed the CA for Chromium" in trust.stdout, trust.stdout
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
               "--disable-background-networking", "--disable-component-update", "--disable-sync",
               "--disable-dev-shm-usage", "--window-size=900,820",
-              # The server's certificate comes from the test run's own local CA.
-              "--ignore-certificate-errors",
               f"--user-data-dir={tmp_path / 'chromium'}"):
         opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver", env=env), options=opts)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
@@ -211,3 +219,17 @@ def test_wrong_and_used_codes_get_plain_messages(cfg, person, browser):
     submit(browser, "next")
     assert "wasn't recognised" in text(browser), text(browser)
     shot(browser, "error-unknown-code")
+
+
+def test_landing_page_and_devicelogin_load_with_the_installed_ca(cfg, person, browser):
+    """No certificate error: the CA was installed with `mlgate tls trust`, nothing ignored."""
+    browser.get(cfg.url + "/")
+    assert browser.title == "Welcome · mlgate", (browser.title, text(browser))
+    assert "not private" not in text(browser)
+    assert "Enter a sign-in code" in text(browser)
+    shot(browser, "landing")
+    browser.find_element("id", "devicelogin").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("/devicelogin"))
+    assert browser.find_element("id", "code")
+    shot(browser, "devicelogin-from-landing")

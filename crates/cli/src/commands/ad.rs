@@ -1,7 +1,5 @@
 //! `mlgate ad sp ...`: service principals and their credentials.
 
-use std::path::PathBuf;
-
 use anyhow::{Result, bail};
 use mlgate_proto::{
     AddMember, CreateRoleAssignment, CreateServicePrincipal, CreateTenant, CreateUser,
@@ -9,37 +7,48 @@ use mlgate_proto::{
 };
 use serde_json::json;
 
-use super::Session;
-use crate::cli::{
-    AdCommand, CredentialCommand, OutputFormat, SpCommand, TenantCommand, UserCommand,
-};
-use crate::output;
+use super::{Session, confirm};
+use crate::cli::{AdCommand, ClientOpts, CredentialCommand, SpCommand, TenantCommand, UserCommand};
+use crate::output::{self, Columns, Output};
 
-pub async fn run(
-    server: Option<String>,
-    ca: Option<PathBuf>,
-    cmd: AdCommand,
-    out: OutputFormat,
-) -> Result<()> {
-    let mut s = Session::open(server, ca)?;
+const SP_COLUMNS: Columns = &[
+    "DisplayName=displayName",
+    "AppId=appId",
+    "ObjectId=id",
+    "Enabled=accountEnabled",
+    "Secrets=passwordCredentials|len",
+];
+const USER_COLUMNS: Columns = &[
+    "UserPrincipalName=userPrincipalName",
+    "DisplayName=displayName",
+    "ObjectId=id",
+    "Enabled=accountEnabled",
+];
+const TENANT_COLUMNS: Columns = &["Domain=domain", "DisplayName=displayName", "TenantId=tenantId"];
+
+pub async fn run(c: ClientOpts, cmd: AdCommand) -> Result<()> {
+    let out = &Output::from(&c.out);
+    let mut s = Session::open(&c)?;
     let token = s.api_token().await?;
     let c = &s.client;
     let cmd = match cmd {
         AdCommand::Sp(cmd) => cmd,
         AdCommand::User(UserCommand::Create { display_name, password, user_principal_name }) => {
             let req = CreateUser { user_principal_name, display_name, password };
-            return output::print(out, &c.create_user(&token, &req).await?);
+            return output::print_table(out, &c.create_user(&token, &req).await?, USER_COLUMNS);
         }
-        AdCommand::User(UserCommand::List) => return output::print(out, &c.users(&token).await?),
+        AdCommand::User(UserCommand::List) => {
+            return output::print_table(out, &c.users(&token).await?, USER_COLUMNS);
+        }
         AdCommand::Tenant(TenantCommand::List) => {
-            return output::print(out, &c.tenants(&token).await?);
+            return output::print_table(out, &c.tenants(&token).await?, TENANT_COLUMNS);
         }
         AdCommand::Tenant(TenantCommand::Create { domain, display_name }) => {
             let req = CreateTenant {
                 display_name: display_name.unwrap_or_else(|| domain.clone()),
                 domain,
             };
-            return output::print(out, &c.create_tenant(&token, &req).await?);
+            return output::print_table(out, &c.create_tenant(&token, &req).await?, TENANT_COLUMNS);
         }
         AdCommand::Tenant(TenantCommand::AddMember { user, admin }) => {
             return output::print(out, &c.add_member(&token, &AddMember { user, admin }).await?);
@@ -101,17 +110,29 @@ pub async fn run(
                 }),
             )
         }
-        SpCommand::Show { id } => output::print(out, &c.service_principal(&token, &id).await?),
-        SpCommand::List => output::print(out, &c.service_principals(&token).await?),
+        SpCommand::Show { id } => {
+            output::print_table(out, &c.service_principal(&token, &id).await?, SP_COLUMNS)
+        }
+        SpCommand::List => {
+            output::print_table(out, &c.service_principals(&token).await?, SP_COLUMNS)
+        }
         SpCommand::Update { id, set } => {
             let enabled = match set.replace(' ', "").to_ascii_lowercase().as_str() {
                 "accountenabled=true" => true,
                 "accountenabled=false" => false,
                 _ => bail!("only '--set accountEnabled=true|false' is supported"),
             };
-            output::print(out, &c.set_service_principal_enabled(&token, &id, enabled).await?)
+            let sp = c.set_service_principal_enabled(&token, &id, enabled).await?;
+            output::print_table(out, &sp, SP_COLUMNS)
         }
-        SpCommand::Delete { id } => {
+        SpCommand::Delete { id, yes } => {
+            confirm(
+                yes.yes,
+                &format!(
+                    "The service principal '{id}' will be deleted, with its secrets and role \
+                     assignments"
+                ),
+            )?;
             c.delete_service_principal(&token, &id).await.map_err(Into::into)
         }
         SpCommand::Credential(CredentialCommand::Reset { id, append, years, end_date }) => {

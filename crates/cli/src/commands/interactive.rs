@@ -51,9 +51,15 @@ pub async fn device_code(client: &Client, tenant: &str, scope: &str) -> Result<T
     Ok(client.wait_for_device_code(tenant, &device).await?)
 }
 
-const DONE_PAGE: &str = "<!doctype html><meta charset=utf-8><title>mlgate</title>\
-<body style=\"font:16px sans-serif;margin:4em auto;max-width:32em\"><h1>You have signed in.</h1>\
-<p>You can close this page and return to the terminal.</p></body>";
+/// The page the browser lands on back at the loopback address, in the sign-in pages' layout.
+fn done_page() -> String {
+    mlgate_server::web::pages::document(
+        "Signed in",
+        "<h1>You have signed in</h1><div class=\"ok\">The command line has your sign-in.</div>\
+         <p>You can close this page and return to the terminal.</p>",
+        "mlgate command-line sign-in",
+    )
+}
 
 pub async fn browser(client: &Client, tenant: &str, scope: &str) -> Result<TokenResponse> {
     let listener =
@@ -75,7 +81,7 @@ pub async fn browser(client: &Client, tenant: &str, scope: &str) -> Result<Token
                 if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
                     let _ = tx.send(q);
                 }
-                Html(DONE_PAGE)
+                Html(done_page())
             }
         }),
     );

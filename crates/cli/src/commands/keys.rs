@@ -7,18 +7,18 @@ use mlgate_core::store::KeyStore;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
-use crate::cli::{KeysCommand, OutputFormat};
-use crate::output;
+use crate::cli::KeysCommand;
+use crate::output::{self, Output};
 use crate::serve::default_data_dir;
 
 /// Retired keys stay published this long after retirement: the longest access-token lifetime
 /// the server accepts as configuration.
 const MAX_TOKEN_LIFETIME: time::Duration = time::Duration::days(1);
 
-pub async fn run(cmd: KeysCommand, out: OutputFormat) -> Result<()> {
+pub async fn run(cmd: KeysCommand, out: &Output) -> Result<()> {
     let (rotate, data_dir, store) = match cmd {
-        KeysCommand::Rotate { data_dir, store } => (true, data_dir, store),
-        KeysCommand::List { data_dir, store } => (false, data_dir, store),
+        KeysCommand::Rotate { dir, store } => (true, dir.data_dir, store),
+        KeysCommand::List { dir, store } => (false, dir.data_dir, store),
     };
     let data_dir = data_dir.unwrap_or_else(default_data_dir);
     let store = match store {
@@ -52,5 +52,9 @@ pub async fn run(cmd: KeysCommand, out: OutputFormat) -> Result<()> {
             })
         })
         .collect();
-    output::print(out, &rows)
+    output::print_table(
+        out,
+        &rows,
+        &["Kid=kid", "State=state", "CreatedAt=createdAt", "RetiredAt=retiredAt"],
+    )
 }

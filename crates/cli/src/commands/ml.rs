@@ -1,64 +1,81 @@
 //! `mlgate group ...` and `mlgate ml workspace ...`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use mlgate_client::models::WorkspaceAddress;
 use mlgate_client::workspace::WorkspaceConfig;
 use mlgate_proto::CreateRoleAssignment;
 
-use super::Session;
+use super::{Session, confirm};
 use crate::cli::{
-    GroupCommand, MlCommand, ModelCommand, OutputFormat, ServiceCommand, WorkspaceArgs,
+    ClientOpts, GroupCommand, MlCommand, ModelCommand, ServiceCommand, WorkspaceArgs,
     WorkspaceCommand,
 };
-use crate::output;
+use crate::output::{self, Columns, Output};
 use mlgate_client::Client;
 use mlgate_proto::{DeployService, Service};
+
+const GROUP_COLUMNS: Columns =
+    &["Name=name", "Location=location", "Status=properties.provisioningState"];
+const WORKSPACE_COLUMNS: Columns = &[
+    "Name=name",
+    "ResourceGroup=id|group",
+    "Location=location",
+    "State=properties.provisioningState",
+    "Description=properties.description",
+];
+const MODEL_COLUMNS: Columns = &[
+    "Name=name",
+    "Version=version",
+    "Files=files|len",
+    "Tags=tags|tags",
+    "CreatedTime=createdTime",
+    "Description=description",
+];
+const SERVICE_COLUMNS: Columns = &[
+    "Name=name",
+    "State=state",
+    "Model=model",
+    "ComputeType=computeType",
+    "AuthMode=authMode",
+    "ScoringUri=scoringUri",
+];
 
 /// The audience of identity tokens for services with `aad_token` auth.
 const SCORING_RESOURCE: &str = "https://ml.azure.com";
 
-pub async fn group(
-    server: Option<String>,
-    ca: Option<PathBuf>,
-    cmd: GroupCommand,
-    out: OutputFormat,
-) -> Result<()> {
-    let mut s = Session::open(server, ca)?;
+pub async fn group(c: ClientOpts, cmd: GroupCommand) -> Result<()> {
+    let out = &Output::from(&c.out);
+    let mut s = Session::open(&c)?;
     let token = s.api_token().await?;
     let c = &s.client;
     match cmd {
         GroupCommand::Create { name, location, sub } => {
             let sub = s.subscription(sub.subscription)?;
-            output::print(
-                out,
-                &c.put_resource_group(&token, &sub, &name, location.as_deref()).await?,
-            )
+            let rg = c.put_resource_group(&token, &sub, &name, location.as_deref()).await?;
+            output::print_table(out, &rg, GROUP_COLUMNS)
         }
         GroupCommand::Show { name, sub } => {
             let sub = s.subscription(sub.subscription)?;
-            output::print(out, &c.resource_group(&token, &sub, &name).await?)
+            output::print_table(out, &c.resource_group(&token, &sub, &name).await?, GROUP_COLUMNS)
         }
         GroupCommand::List { sub } => {
             let sub = s.subscription(sub.subscription)?;
-            output::print(out, &c.resource_groups(&token, &sub).await?)
+            output::print_table(out, &c.resource_groups(&token, &sub).await?, GROUP_COLUMNS)
         }
-        GroupCommand::Delete { name, sub } => {
+        GroupCommand::Delete { name, yes, sub } => {
             let sub = s.subscription(sub.subscription)?;
+            confirm(yes.yes, &format!("The resource group '{name}' will be deleted"))?;
             Ok(c.delete_resource_group(&token, &sub, &name).await?)
         }
     }
 }
 
-pub async fn ml(
-    server: Option<String>,
-    ca: Option<PathBuf>,
-    cmd: MlCommand,
-    out: OutputFormat,
-) -> Result<()> {
-    let mut s = Session::open(server, ca)?;
+pub async fn ml(c: ClientOpts, cmd: MlCommand) -> Result<()> {
+    let out = &Output::from(&c.out);
+    let mut s = Session::open(&c)?;
     let token = s.api_token().await?;
     let c = &s.client;
     let cmd = match cmd {
@@ -72,7 +89,7 @@ pub async fn ml(
             let ws = c
                 .put_workspace(&token, &sub, &resource_group, &workspace, description.as_deref())
                 .await?;
-            output::print(out, &ws)
+            output::print_table(out, &ws, WORKSPACE_COLUMNS)
         }
         WorkspaceCommand::Show { workspace, resource_group, write_config, sub } => {
             let sub = s.subscription(sub.subscription)?;
@@ -93,14 +110,22 @@ pub async fn ml(
                     .with_context(|| format!("writing {}", path.display()))?;
                 eprintln!("wrote {}", path.display());
             }
-            output::print(out, &ws)
+            output::print_table(out, &ws, WORKSPACE_COLUMNS)
         }
         WorkspaceCommand::List { resource_group, sub } => {
             let sub = s.subscription(sub.subscription)?;
-            output::print(out, &c.workspaces(&token, &sub, resource_group.as_deref()).await?)
+            let all = c.workspaces(&token, &sub, resource_group.as_deref()).await?;
+            output::print_table(out, &all, WORKSPACE_COLUMNS)
         }
-        WorkspaceCommand::Delete { workspace, resource_group, sub } => {
+        WorkspaceCommand::Delete { workspace, resource_group, yes, sub } => {
             let sub = s.subscription(sub.subscription)?;
+            confirm(
+                yes.yes,
+                &format!(
+                    "The workspace '{workspace}' will be deleted, with its models and role \
+                     assignments"
+                ),
+            )?;
             Ok(c.delete_workspace(&token, &sub, &resource_group, &workspace).await?)
         }
         WorkspaceCommand::Share { workspace, resource_group, user, role, sub } => {
@@ -108,7 +133,11 @@ pub async fn ml(
             // The workspace's own id is the scope (it also proves the workspace exists).
             let ws = c.workspace(&token, &sub, &resource_group, &workspace).await?;
             let req = CreateRoleAssignment { assignee: user, role, scope: ws.id };
-            output::print(out, &c.create_role_assignment(&token, &req).await?)
+            output::print_table(
+                out,
+                &c.create_role_assignment(&token, &req).await?,
+                super::role::ASSIGNMENT_COLUMNS,
+            )
         }
     }
 }
@@ -135,7 +164,7 @@ fn address(s: &Session, args: WorkspaceArgs) -> Result<WorkspaceAddress> {
     })
 }
 
-async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputFormat) -> Result<()> {
+async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: &Output) -> Result<()> {
     let c = &s.client;
     match cmd {
         ModelCommand::Register { name, path, tags, description, ws } => {
@@ -146,25 +175,25 @@ async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputForma
                 tagmap.insert(k.to_string(), v.to_string());
             }
             let a = address(s, ws)?;
-            output::print(
-                out,
-                &c.register_model_from_path(token, &a, &name, &path, &description, tagmap).await?,
-            )
+            let m =
+                c.register_model_from_path(token, &a, &name, &path, &description, tagmap).await?;
+            output::print_table(out, &m, MODEL_COLUMNS)
         }
         ModelCommand::List { ws } => {
             let a = address(s, ws)?;
-            output::print(out, &c.models(token, &a).await?)
+            output::print_table(out, &c.models(token, &a).await?, MODEL_COLUMNS)
         }
         ModelCommand::Show { name, version, ws } => {
             let a = address(s, ws)?;
-            output::print(out, &c.model(token, &a, &name, version).await?)
+            output::print_table(out, &c.model(token, &a, &name, version).await?, MODEL_COLUMNS)
         }
         ModelCommand::Download { name, version, target_dir, ws } => {
             let a = address(s, ws)?;
             output::print(out, &c.download_model(token, &a, &name, version, &target_dir).await?)
         }
-        ModelCommand::Delete { name, version, ws } => {
+        ModelCommand::Delete { name, version, yes, ws } => {
             let a = address(s, ws)?;
+            confirm(yes.yes, &format!("Version {version} of the model '{name}' will be deleted"))?;
             Ok(c.delete_model(token, &a, &name, version).await?)
         }
         ModelCommand::Deploy { name, model, inference_config, deployment_config, no_wait, ws } => {
@@ -179,9 +208,13 @@ async fn model(s: &mut Session, token: &str, cmd: ModelCommand, out: OutputForma
             };
             let started = c.deploy(token, &a, &name, &req).await?;
             if no_wait {
-                return output::print(out, &started);
+                return output::print_table(out, &started, SERVICE_COLUMNS);
             }
-            output::print(out, &wait(c, token, &a, &name).await?)
+            output::print_table(
+                out,
+                &wait(c, token, &a, &name, "deployment").await?,
+                SERVICE_COLUMNS,
+            )
         }
     }
 }
@@ -191,7 +224,10 @@ fn read_json(p: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", p.display()))
 }
 
-/// Reads `--ic`; an entry script named in it is uploaded and travels as its digest.
+/// Reads `--ic`. With `sourceDirectory` (relative to the `--ic` file's folder) the whole folder
+/// is uploaded, less what its `.amlignore` (else `.gitignore`) leaves out, and travels as
+/// `sourceFiles`; the entry script is a path inside it, as in Azure ML. Without, the entry
+/// script alone is uploaded and travels as its digest.
 async fn read_inference_config(
     c: &Client,
     token: &str,
@@ -199,20 +235,37 @@ async fn read_inference_config(
     path: &Path,
 ) -> Result<serde_json::Value> {
     let mut ic = read_json(path)?;
-    if let Some(script) = ic
+    let base = path.parent().unwrap_or(Path::new("."));
+    let script = ic
         .get("entryScript")
         .or(ic.get("entry_script"))
         .and_then(|v| v.as_str())
-        .map(str::to_string)
+        .map(str::to_string);
+    let source = ic
+        .get("sourceDirectory")
+        .or(ic.get("source_directory"))
+        .and_then(|v| v.as_str())
+        .map(|d| base.join(d));
+    if let (Some(script), Some(dir)) = (&script, &source)
+        && ic.get("sourceFiles").is_none()
+    {
+        let files = c.upload_source_directory(token, a, dir).await?;
+        let wanted = script.trim_start_matches("./");
+        if !files.iter().any(|f| f.path == wanted) {
+            anyhow::bail!(
+                "the entry script '{script}' is not in the source directory {} (entryScript is a \
+                 path relative to sourceDirectory; is it left out by an .amlignore?)",
+                dir.display()
+            );
+        }
+        eprintln!("uploaded the source directory {} ({} files)", dir.display(), files.len());
+        if let Some(obj) = ic.as_object_mut() {
+            obj.insert("sourceFiles".into(), serde_json::to_value(&files)?);
+        }
+    } else if let Some(script) = script
         && ic.get("entryScriptSha256").is_none()
     {
-        let base = path.parent().unwrap_or(Path::new("."));
-        let source = ic
-            .get("sourceDirectory")
-            .and_then(|v| v.as_str())
-            .map(|d| base.join(d))
-            .unwrap_or(base.to_path_buf());
-        let script_path = source.join(&script);
+        let script_path = base.join(&script);
         let bytes = std::fs::read(&script_path)
             .with_context(|| format!("reading the entry script {}", script_path.display()))?;
         let sha = c.upload_blob(token, a, bytes).await?;
@@ -241,10 +294,16 @@ async fn read_inference_config(
 
 /// Waits for a deployment with progress on stderr, as `wait_for_deployment(show_output=True)`
 /// prints it; anything but Healthy is an error with the reason and the logs.
-async fn wait(c: &Client, token: &str, a: &WorkspaceAddress, name: &str) -> Result<Service> {
+async fn wait(
+    c: &Client,
+    token: &str,
+    a: &WorkspaceAddress,
+    name: &str,
+    what: &str,
+) -> Result<Service> {
     let done = c
         .wait_for_deployment(token, a, name, std::time::Duration::from_secs(600), |s| {
-            eprintln!("{} service creation operation: {}", s.name, s.state);
+            eprintln!("{} {what}: {}", s.name, s.state);
         })
         .await?;
     if done.state != "Healthy" {
@@ -259,24 +318,23 @@ async fn wait(c: &Client, token: &str, a: &WorkspaceAddress, name: &str) -> Resu
     Ok(done)
 }
 
-async fn service(
-    s: &mut Session,
-    token: &str,
-    cmd: ServiceCommand,
-    out: OutputFormat,
-) -> Result<()> {
+async fn service(s: &mut Session, token: &str, cmd: ServiceCommand, out: &Output) -> Result<()> {
     let c = &s.client;
     match cmd {
         ServiceCommand::Show { name, ws } => {
             let a = address(s, ws)?;
-            output::print(out, &c.service(token, &a, &name).await?)
+            output::print_table(out, &c.service(token, &a, &name).await?, SERVICE_COLUMNS)
         }
         ServiceCommand::List { ws } => {
             let a = address(s, ws)?;
-            output::print(out, &c.services(token, &a).await?)
+            output::print_table(out, &c.services(token, &a).await?, SERVICE_COLUMNS)
         }
-        ServiceCommand::Delete { name, ws } => {
+        ServiceCommand::Delete { name, yes, ws } => {
             let a = address(s, ws)?;
+            confirm(
+                yes.yes,
+                &format!("The web service '{name}' will be deleted and stop scoring"),
+            )?;
             Ok(c.delete_service(token, &a, &name).await?)
         }
         ServiceCommand::Score { name, input_data, ws } => {
@@ -349,9 +407,9 @@ async fn service(
             };
             let updated = c.deploy(token, &a, &name, &req).await?;
             if no_wait || updated.state == "Healthy" {
-                return output::print(out, &updated);
+                return output::print_table(out, &updated, SERVICE_COLUMNS);
             }
-            output::print(out, &wait(c, token, &a, &name).await?)
+            output::print_table(out, &wait(c, token, &a, &name, "update").await?, SERVICE_COLUMNS)
         }
         ServiceCommand::GetKeys { name, ws } => {
             let a = address(s, ws)?;

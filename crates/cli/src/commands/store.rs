@@ -5,10 +5,10 @@ use anyhow::{Result, bail};
 use mlgate_store::{SqlStore, StoreUrl};
 use serde_json::json;
 
-use crate::cli::{OutputFormat, StoreCommand};
-use crate::output;
+use crate::cli::StoreCommand;
+use crate::output::{self, Output};
 
-pub async fn run(cmd: StoreCommand, out: OutputFormat) -> Result<()> {
+pub async fn run(cmd: StoreCommand, out: &Output) -> Result<()> {
     let StoreCommand::Migrate { from, to } = cmd;
     let from = StoreUrl::parse(&from).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
     let to = StoreUrl::parse(&to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
@@ -30,5 +30,5 @@ pub async fn run(cmd: StoreCommand, out: OutputFormat) -> Result<()> {
     target.close().await;
     eprintln!("copied {} rows from {from} into {to}; every table's count matches", report.total());
     let rows: Vec<_> = report.tables.iter().map(|(t, n)| json!({"table": t, "rows": n})).collect();
-    output::print(out, &rows)
+    output::print_table(out, &rows, &["Table=table", "Rows=rows"])
 }

@@ -125,7 +125,7 @@ async fn the_seed_flow_through_the_cli() {
 
     let table = cli.run(&["ad", "sp", "list", "-o", "table"]).await;
     assert_eq!(table.code, 0);
-    assert!(table.stdout.lines().next().unwrap().contains("displayName"));
+    assert!(table.stdout.lines().next().unwrap().starts_with("DisplayName  "));
     assert!(table.stdout.contains("ml-auth"));
 
     // credential reset without --append: the old secret stops working at once.
@@ -182,7 +182,7 @@ async fn the_seed_flow_through_the_cli() {
         .json();
     assert_eq!(upd["accountEnabled"], false);
     assert!(c.client_credentials(&s.tenant_id, &app_id, &third, ARM_SCOPE).await.is_err());
-    let del = cli.run(&["ad", "sp", "delete", "--id", &app_id]).await;
+    let del = cli.run(&["ad", "sp", "delete", "--id", &app_id, "--yes"]).await;
     assert_eq!(del.code, 0, "{}", del.stderr);
     let gone = cli.run(&["ad", "sp", "show", "--id", &app_id]).await;
     assert_eq!(gone.code, 1);
@@ -231,8 +231,9 @@ async fn the_cli_renews_an_expiring_token_with_its_rotating_refresh_token() {
     // Make the cached token look nearly expired: the CLI must renew it.
     let mut profile: Value =
         serde_json::from_str(&std::fs::read_to_string(cli.profile()).unwrap()).unwrap();
-    let rt_before = profile["credential"]["refreshToken"].as_str().unwrap().to_string();
-    for (_, t) in profile["tokens"].as_object_mut().unwrap() {
+    let rt_before =
+        profile["accounts"][0]["credential"]["refreshToken"].as_str().unwrap().to_string();
+    for (_, t) in profile["accounts"][0]["tokens"].as_object_mut().unwrap() {
         t["expiresOn"] = Value::from(time::OffsetDateTime::now_utc().unix_timestamp() + 60);
     }
     std::fs::write(cli.profile(), profile.to_string()).unwrap();
@@ -241,7 +242,7 @@ async fn the_cli_renews_an_expiring_token_with_its_rotating_refresh_token() {
     let profile: Value =
         serde_json::from_str(&std::fs::read_to_string(cli.profile()).unwrap()).unwrap();
     assert_ne!(
-        profile["credential"]["refreshToken"],
+        profile["accounts"][0]["credential"]["refreshToken"],
         rt_before.as_str(),
         "the rotated token was kept"
     );
@@ -472,6 +473,7 @@ async fn workspaces_and_roles_through_the_cli() {
             "Model Reader",
             "--scope",
             &ws_id,
+            "--yes",
         ])
         .await;
     assert_eq!(del.code, 0, "{}", del.stderr);
@@ -485,7 +487,10 @@ async fn workspaces_and_roles_through_the_cli() {
         1
     );
 
-    assert_eq!(cli.run(&["ml", "workspace", "delete", "-w", "ml-ws", "-g", "ml-rg"]).await.code, 0);
+    assert_eq!(
+        cli.run(&["ml", "workspace", "delete", "-w", "ml-ws", "-g", "ml-rg", "-y"]).await.code,
+        0
+    );
     let gone = cli.run(&["ml", "workspace", "show", "-w", "ml-ws", "-g", "ml-rg"]).await;
     assert_eq!(gone.code, 1);
     assert!(gone.stderr.contains("NotFound"), "{}", gone.stderr);
@@ -560,7 +565,8 @@ async fn models_through_the_cli_in_a_folder_with_config_json() {
     assert_eq!(shown["files"][0]["path"], "model.onnx");
     run_in(args(&["ml", "model", "download", "-n", "sklearn-model", "-t", "out"])).await;
     assert_eq!(std::fs::read(project.0.join("out/model.onnx")).unwrap(), b"model bytes");
-    run_in(args(&["ml", "model", "delete", "-n", "sklearn-model", "--version", "1"])).await;
+    run_in(args(&["ml", "model", "delete", "-n", "sklearn-model", "--version", "1", "--yes"]))
+        .await;
     let versions = run_in(args(&["ml", "model", "show", "-n", "sklearn-model"])).await;
     assert_eq!(versions["version"], 2);
 }

@@ -9,6 +9,7 @@ mod at_rest;
 mod azure;
 mod bounded;
 mod cli;
+mod cli_conventions;
 mod forged_tokens;
 mod hardening;
 mod interactive;

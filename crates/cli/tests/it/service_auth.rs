@@ -414,7 +414,8 @@ async fn cluster_defaults_token_auth_modes_and_their_refusals() {
         (svc["model"].as_str(), svc["authMode"].as_str()),
         (Some("linear:2"), Some("token"))
     );
-    assert!(err.contains("tok-svc service creation operation: Healthy"), "{err}");
+    assert!(err.contains("tok-svc update: Healthy"), "{err}");
+    assert!(!err.contains("creation"), "an update is not a creation: {err}");
     let (status, body) = f.score("tok-svc", Some(&bearer(tok))).await;
     assert_eq!((status, body), (200, json!({"result": [[10.0]]})), "same token, new model");
 }

@@ -321,7 +321,7 @@ async fn score_py_entry_scripts_run_in_long_lived_workers() {
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("py-svc service creation operation: Healthy"), "{stderr}");
+    assert!(stderr.contains("py-svc deployment: Healthy"), "{stderr}");
     let svc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let uri = svc["scoringUri"].as_str().unwrap().to_string();
 

@@ -1,4 +1,4 @@
-//! The sign-in pages a person sees: `/devicelogin` (enter a code, sign in, approve or deny) and
+//! The pages a person sees: the landing page at `/` (`home.rs`), `/devicelogin` (enter a code, sign in, approve or deny) and
 //! `/{tenant}/oauth2[/v2.0]/authorize` (sign in, then back to the app's loopback redirect).
 //!
 //! Pages are rendered here with no external assets (they work offline), every form carries a
@@ -8,4 +8,5 @@
 pub mod authorize;
 pub mod cookies;
 pub mod devicelogin;
+pub mod home;
 pub mod pages;

@@ -23,7 +23,7 @@ const STYLE: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;
  background:linear-gradient(135deg,#0f172a 0%,#1e3a5f 100%);font:15px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#0f172a}
-.card{background:#fff;width:100%;max-width:420px;border-radius:12px;padding:36px 40px;box-shadow:0 20px 50px rgba(0,0,0,.35)}
+.card{background:#fff;width:100%;max-width:420px;border-radius:12px;padding:36px 40px;margin:24px 16px;box-shadow:0 20px 50px rgba(0,0,0,.35)}
 .brand{display:flex;align-items:center;gap:10px;font-weight:700;font-size:18px;color:#1e3a5f;margin-bottom:24px}
 .logo{width:28px;height:28px;border-radius:7px;background:linear-gradient(135deg,#2563eb,#06b6d4);color:#fff;display:flex;align-items:center;justify-content:center;font-size:15px}
 h1{font-size:22px;margin:0 0 8px}
@@ -43,6 +43,12 @@ button.secondary{background:#e2e8f0;color:#0f172a}
 .facts span:first-child{color:#64748b}
 .facts span:last-child{font-weight:600;text-align:right;word-break:break-all}
 .foot{margin-top:22px;font-size:12px;color:#94a3b8;text-align:center}
+a{color:#2563eb}
+a.button{display:block;text-align:center;text-decoration:none;padding:11px 14px;border-radius:8px;font-weight:600;background:#2563eb;color:#fff;margin:18px 0 6px}
+ul.endpoints{list-style:none;padding:0;margin:8px 0 0;font-size:13px}
+ul.endpoints li{padding:5px 0;border-top:1px solid #e2e8f0}
+ul.endpoints code{display:block;font-family:ui-monospace,Menlo,Consolas,monospace;color:#0f172a;word-break:break-all}
+ul.endpoints span{color:#64748b;font-size:12px}
 "#;
 
 pub struct Page {
@@ -74,17 +80,26 @@ impl Page {
     }
 }
 
+/// A whole page in the sign-in pages' layout: `title` is text, `body` is HTML. The CLI's
+/// loopback "signed in" page uses it too, so every page a person sees looks the same.
+pub fn document(title: &str, body: &str, foot: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title} · mlgate</title><style>{STYLE}</style></head><body><main class=\"card\">\
+         <div class=\"brand\"><div class=\"logo\">m</div>mlgate</div>{body}\
+         <div class=\"foot\">{foot}</div></main></body></html>",
+        title = esc(title),
+        foot = esc(foot),
+    )
+}
+
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        let html = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-             <title>{title} · mlgate</title><style>{STYLE}</style></head><body><main class=\"card\">\
-             <div class=\"brand\"><div class=\"logo\">m</div>mlgate</div>{body}\
-             <div class=\"foot\">mlgate identity · sign-in is protected against cross-site requests</div>\
-             </main></body></html>",
-            title = esc(&self.title),
-            body = self.body
+        let html = document(
+            &self.title,
+            &self.body,
+            "mlgate identity · sign-in is protected against cross-site requests",
         );
         let mut resp = (self.status, Html(html)).into_response();
         let h = resp.headers_mut();

@@ -172,9 +172,12 @@ impl PythonService {
             Ok(_) => {
                 // The worker died (crash, os._exit, out of memory): this request fails, the
                 // next ones get a fresh worker.
-                let status = w.child.wait().await.ok();
+                let status = match w.child.wait().await {
+                    Ok(s) => s.to_string(),
+                    Err(e) => format!("status unknown: {e}"),
+                };
                 (self.cfg.log)(&format!(
-                    "worker exited ({status:?}) while running a request; restarting"
+                    "worker exited ({status}) while running a request; restarting"
                 ));
                 permit.forget();
                 self.replace_in_background();
