@@ -145,6 +145,8 @@ impl SqlStore {
     /// Closes every connection; later calls fail with `Unavailable` (tests use this to take
     /// the store away).
     pub async fn close(&self) {
+        // The LISTEN connection came from the pool: closing waits for it to be returned.
+        self.listener.release().await;
         self.db.close().await;
     }
 }

@@ -26,6 +26,13 @@ const CHANNEL: &str = "mlgate_changes";
 #[derive(Clone, Default)]
 pub(crate) struct Listener(Arc<tokio::sync::Mutex<Option<PgListener>>>);
 
+impl Listener {
+    /// Gives the connection back to the pool (before the pool closes).
+    pub(crate) async fn release(&self) {
+        *self.0.lock().await = None;
+    }
+}
+
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Listener(..)")
