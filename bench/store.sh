@@ -49,12 +49,15 @@ start() { # NAME [serve options]: a server with a service principal and a worksp
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
   export MLGATE_CONFIG_DIR="$TMP/cli-$name"
   "$BIN" --server "http://127.0.0.1:$port" login -u admin@mlgate.local --password="$pw" >/dev/null 2>>"$OUT/cli.log" || die "$name: login failed"
-  "$BIN" ad sp create-for-rbac --sdk-auth --name bench >"$TMP/sp-$name.json" 2>>"$OUT/cli.log" || die "$name: sp"
   "$BIN" group create -n bench >/dev/null 2>>"$OUT/cli.log"
   "$BIN" ml workspace create -w bench-ws -g bench >/dev/null 2>>"$OUT/cli.log"
   local tenant cid secret sub
-  read -r tenant cid secret sub < <(python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
-print(d["tenantId"], d["clientId"], d["clientSecret"], d["subscriptionId"])' "$TMP/sp-$name.json")
+  sub="$("$BIN" account show | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')"
+  # The principal reads the workspace as a Reader of its group (the RBAC check runs).
+  "$BIN" ad sp create-for-rbac --sdk-auth --name bench --role Reader \
+    --scopes "/subscriptions/$sub/resourceGroups/bench" >"$TMP/sp-$name.json" 2>>"$OUT/cli.log" || die "$name: sp"
+  read -r tenant cid secret < <(python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
+print(d["tenantId"], d["clientId"], d["clientSecret"])' "$TMP/sp-$name.json")
   TOKEN_PATH[$name]="/$tenant/oauth2/v2.0/token"
   TOKEN_BODY[$name]="$(form grant_type client_credentials client_id "$cid" client_secret "$secret" scope https://management.azure.com/.default)"
   WS_PATH[$name]="/subscriptions/$sub/resourceGroups/bench/providers/Microsoft.MachineLearningServices/workspaces/bench-ws"
