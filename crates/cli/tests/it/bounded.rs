@@ -32,11 +32,34 @@ async fn model_uploads_stream_to_disk_instead_of_memory() {
     const SIZE: usize = 128 * 1024 * 1024;
     // Three different files, uploaded at once: held in memory they would add 384 MiB.
     let files: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i + 1; SIZE]).collect();
-    let before = p.status_kb("VmHWM");
+    // Resident memory sampled while the uploads run (VmHWM is no use here: the kernel updates
+    // it lazily, and it can read lower after the allocator returns memory).
+    let before = p.status_kb("VmRSS");
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done, pid) = (peak.clone(), done.clone(), p.pid());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kb) =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    })
+                {
+                    peak.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
     let uploads = files.iter().map(|f| c.upload_blob(&admin, &ws, f.clone()));
     let shas: Vec<String> =
         futures_util::future::join_all(uploads).await.into_iter().map(Result::unwrap).collect();
-    let grown_mib = (p.status_kb("VmHWM") - before) / 1024;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let grown_mib = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before) / 1024;
     assert!(
         grown_mib < 100,
         "the server's peak memory grew by {grown_mib} MiB for 384 MiB of uploads"
