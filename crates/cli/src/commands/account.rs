@@ -39,6 +39,19 @@ pub async fn run(c: ClientOpts, cmd: AccountCommand) -> Result<()> {
             let mut rows = Vec::new();
             for (i, p) in all.accounts.iter().enumerate() {
                 let subs = refreshed(p, &c).await;
+                if subs.is_empty() {
+                    // As az lists an account without subscriptions: a tenant-level row.
+                    rows.push(json!({
+                        "cloudName": "mlgate",
+                        "id": p.tenant_id,
+                        "isDefault": i == all.active,
+                        "name": "N/A(tenant level account)",
+                        "state": "Enabled",
+                        "tenantId": p.tenant_id,
+                        "server": p.server,
+                        "user": {"name": p.user_name, "type": p.user_type},
+                    }));
+                }
                 for s in &subs {
                     rows.push(json!({
                         "cloudName": "mlgate",

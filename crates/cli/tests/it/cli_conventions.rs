@@ -216,7 +216,10 @@ async fn several_accounts_stay_signed_in_and_account_set_switches() {
     let list = cli.run(&["account", "list"]).await.json();
     let users: Vec<&str> =
         list.as_array().unwrap().iter().map(|r| r["user"]["name"].as_str().unwrap()).collect();
-    assert_eq!(users, [ADMIN], "the administrator's subscription is listed: {list}");
+    assert_eq!(users, [ADMIN, app], "both accounts are listed: {list}");
+    assert_eq!(list[0]["id"], sub.as_str());
+    assert_eq!(list[1]["name"], "N/A(tenant level account)", "as az shows one: {list}");
+    assert_eq!(list[1]["isDefault"], true);
 
     // account set -s finds the subscription under the administrator and makes it active.
     cli.run(&["account", "set", "-s", &sub]).await.ok();
