@@ -18,8 +18,9 @@ cargo test --workspace --locked
 MLGATE_IT_STORE=postgres cargo test --locked -p mlgate-cli --test it
 # Three nodes with PostgreSQL stopped and started again under them: alone, since it stops the
 # cluster every other test uses.
-MLGATE_TEST_POSTGRES_STOP="bash scripts/postgres.sh stop" \
-MLGATE_TEST_POSTGRES_START="MLGATE_PG_KEEP_TEST_DBS=1 bash scripts/postgres.sh >/dev/null" \
+# (Absolute paths: cargo runs the test in the crate's folder.)
+MLGATE_TEST_POSTGRES_STOP="bash '$PWD/scripts/postgres.sh' stop" \
+MLGATE_TEST_POSTGRES_START="MLGATE_PG_KEEP_TEST_DBS=1 bash '$PWD/scripts/postgres.sh' >/dev/null" \
   cargo test --locked -p mlgate-cli --test it -- --exact \
   multinode::the_store_going_away_leaves_scoring_and_verification_running
 cargo build --locked -p mlgate-cli
