@@ -141,7 +141,9 @@ impl PasswordChecks {
             _ => return Err(busy),
         };
         let password = password.to_string();
-        let phc = phc.map_or_else(|| dummy_hash().to_string(), str::to_string);
+        // `None` stays `None` until the blocking thread: the dummy hash is made (an argon2 run)
+        // on first use, which must not happen on a runtime worker.
+        let phc = phc.map(str::to_string);
         let (memory, waiting) = (self.memory.clone(), self.waiting.clone());
         // The permit moves into the blocking task: a caller that goes away does not free the
         // slot before the work it started has finished.
@@ -149,6 +151,7 @@ impl PasswordChecks {
             let _permit = permit;
             let mut mem =
                 memory.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+            let phc = phc.unwrap_or_else(|| dummy_hash().to_string());
             let ok = verify_password_in(&password, &phc, &mut mem);
             // Kept for the next caller only when one is waiting; otherwise given back.
             if waiting.load(Ordering::Acquire) > 0 {
