@@ -39,4 +39,6 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// The web console's signed-in sessions (this process's).
+    pub console: Arc<crate::web::console::session::Sessions>,
 }

@@ -76,6 +76,7 @@ async fn lowercase_arm_root(mut req: Request) -> Request {
 fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::web::home::show))
+        .nest("/console", web::console::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         // OpenID Connect discovery and keys, v1 and v2.

@@ -59,6 +59,26 @@ pub fn csrf_ok(key: &hmac::Key, headers: &HeaderMap, token: Option<&str>) -> boo
     }
 }
 
+/// Any small value as an HMAC-signed cookie value (`purpose` separates the kinds).
+pub fn seal<T: Serialize>(key: &hmac::Key, purpose: &str, value: &T) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default());
+    let tag = mac(key, purpose, &payload);
+    format!("{payload}.{tag}")
+}
+
+/// The value [`seal`] made for `purpose`, if untampered.
+pub fn open<T: serde::de::DeserializeOwned>(
+    key: &hmac::Key,
+    purpose: &str,
+    value: &str,
+) -> Option<T> {
+    let (payload, tag) = value.split_once('.')?;
+    if !bool::from(mac(key, purpose, payload).as_bytes().ct_eq(tag.as_bytes())) {
+        return None;
+    }
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SignedIn {
     pub oid: ObjectId,
