@@ -65,7 +65,7 @@ async fn render(ctx: &Ctx, notice: String) -> Response {
             for (sp, secrets) in &list {
                 let id = sp.object_id.to_string();
                 body.push_str(&format!(
-                    "<h3 id=\"sp-{id}\">{}</h3><dl class=\"facts\"><dt>Application id</dt><dd><code>{}</code></dd><dt>Object id</dt><dd><code>{id}</code></dd><dt>Enabled</dt><dd>{}</dd></dl>",
+                    "<div class=\"sp\" id=\"sp-{id}\"><h3>{}</h3><dl class=\"facts\"><dt>Application id</dt><dd><code>{}</code></dd><dt>Object id</dt><dd><code>{id}</code></dd><dt>Enabled</dt><dd>{}</dd></dl>",
                     esc(&sp.display_name),
                     sp.app_id,
                     if sp.account_enabled { "yes" } else { "no" }
@@ -93,7 +93,7 @@ async fn render(ctx: &Ctx, notice: String) -> Response {
                 body.push_str(&format!(
                     "</tbody></table></div><form method=\"post\" action=\"/console/directory/sps/{id}/secrets\">{}\
                      <div class=\"row\"><div><label for=\"years-{id}\">Expires after (years)</label><input type=\"text\" inputmode=\"numeric\" id=\"years-{id}\" name=\"years\" value=\"1\"></div></div>\
-                     <button type=\"submit\" class=\"secondary\" id=\"add-secret-{id}\">Add a secret</button></form>",
+                     <button type=\"submit\" class=\"secondary\" id=\"add-secret-{id}\">Add a secret</button></form></div>",
                     csrf_field(&ctx.csrf)
                 ));
             }
