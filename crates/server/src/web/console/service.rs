@@ -442,6 +442,11 @@ pub async fn test(ctx: Ctx, Path(path): Path<SvcPath>, Form(f): Form<super::Form
                     "<h3>Response</h3><pre id=\"test-result\" tabindex=\"0\" aria-label=\"Response\">{}</pre>",
                     esc(&serde_json::to_string_pretty(&answer).unwrap_or_default())
                 ),
+                Err(mlgate_serving::ServeError::Runtime(m)) => {
+                    // As on the scoring route: the cause goes to the service's logs only.
+                    st.serving.log(&path.3, format!("Scoring failed: {m}"));
+                    error_box("Scoring failed; the service's logs below say why.")
+                }
                 Err(e) => error_box(&format!("Scoring failed: {e}")),
             },
         },
