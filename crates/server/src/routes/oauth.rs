@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mlgate_core::authority::{Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
+use mlgate_core::authority::{Aadsts, Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
 use mlgate_proto::TokenResponse;
 
 use crate::client_addr::ClientAddr;
@@ -296,7 +296,7 @@ fn parse_form(
     if get("client_assertion").is_some() {
         return Err(GrantError::new(
             OAuthErrorKind::InvalidClient,
-            700027,
+            Aadsts::ClientAssertionUnsupported,
             "Certificate credentials (client_assertion) are not supported; use a client secret.",
         ));
     }
@@ -323,7 +323,7 @@ fn parse_form(
             let shown: String = other.chars().take(100).filter(|c| !c.is_control()).collect();
             return Err(GrantError::new(
                 OAuthErrorKind::UnsupportedGrantType,
-                70003,
+                Aadsts::UnsupportedGrantType,
                 format!("The app requested an unsupported grant type '{shown}'."),
             ));
         }
@@ -333,7 +333,7 @@ fn parse_form(
         let (id, secret) = parse_basic(header).ok_or_else(|| {
             GrantError::new(
                 OAuthErrorKind::InvalidClient,
-                7000215,
+                Aadsts::InvalidClientSecret,
                 "The Authorization header is malformed.",
             )
         })?;
