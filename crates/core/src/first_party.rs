@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::ids::{AppId, ObjectId, TenantId};
-use crate::model::ServicePrincipal;
+use crate::records::ServicePrincipal;
 use crate::store::StoreError;
 
 /// The path of the console's redirect URI on this server.

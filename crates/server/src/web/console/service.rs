@@ -7,7 +7,7 @@
 
 use axum::extract::{Form, Path};
 use axum::response::{IntoResponse, Response};
-use mlgate_core::models::WorkspaceRef;
+use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::rbac::catalog::{
     SERVICE_LIST_KEYS, SERVICE_REGENERATE_KEYS, SERVICE_SCORE, SERVICE_WRITE,
 };
@@ -240,7 +240,7 @@ async fn render(ctx: &Ctx, path: &SvcPath, x: Extra) -> Response {
     ));
 
     let mut page = ctx.page(format!("Web service {}", s.name), Nav::Home, body);
-    if s.state == mlgate_core::model::ServiceState::Transitioning {
+    if s.state == mlgate_core::records::ServiceState::Transitioning {
         page.refresh = Some(3);
     }
     page.into_response()

@@ -8,9 +8,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::access::Access;
 use mlgate_core::ids::ObjectId;
-use mlgate_core::model::Workspace;
-use mlgate_core::models::WorkspaceRef;
+use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::rbac::catalog::{ROLE_ASSIGNMENT_DELETE, ROLE_ASSIGNMENT_WRITE};
+use mlgate_core::records::Workspace;
 use mlgate_core::resources::workspace_scope;
 use mlgate_core::services::{AuthMode, ComputeType, deployment_config};
 
