@@ -262,26 +262,23 @@ impl Ctx {
     }
 }
 
+/// A core error as a page: its status (`error::core_status`, the API's), a title and core's
+/// message; an internal failure says only that something went wrong (the cause is logged).
 pub fn describe(e: mlgate_core::Error) -> (StatusCode, &'static str, String) {
     use mlgate_core::Error as E;
+    let status = crate::error::core_status(&e);
     match e {
-        E::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
-        E::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
-        E::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m),
-        E::InvalidInput(m) => (StatusCode::BAD_REQUEST, "Not accepted", m),
-        E::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "Too large", m),
-        E::Unavailable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "The store is unavailable; try again in a moment.".into(),
-        ),
+        E::Forbidden(m) => (status, "Not allowed", m),
+        E::NotFound(m) => (status, "Not found", m),
+        E::Conflict(m) => (status, "Conflict", m),
+        E::InvalidInput(m) => (status, "Not accepted", m),
+        E::TooLarge(m) => (status, "Too large", m),
+        E::Unavailable => {
+            (status, "Try again", "The store is unavailable; try again in a moment.".into())
+        }
         E::Internal(m) => {
             tracing::error!(error = %m, "console request failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Something went wrong.".into(),
-            )
+            (status, "Something went wrong", "Something went wrong.".into())
         }
     }
 }
