@@ -225,6 +225,9 @@ def test_administrator_completes_every_console_flow(cfg, people, browser, tmp_pa
     browser.get(STATE["ws_url"])
     assert SVC in text(browser) and "coef" in text(browser)
     page_check(browser, "workspace")
+    link = browser.find_element("css selector", "a[href*='/models/coef/1/download']").get_attribute("href")
+    got = http(browser, cfg).get(link)
+    assert got.status_code == 200 and got.json() == {"coef": [1.0, 2.0], "bias": 0.5}, got.text
     config = http(browser, cfg).get(STATE["ws_url"] + "/config.json")
     assert config.status_code == 200 and "attachment" in config.headers["content-disposition"]
     assert config.json()["workspace_name"] == WS and config.json()["server"] == cfg.url

@@ -62,6 +62,10 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaces", post(home::create_workspace))
         .route("/ws/{sub}/{rg}/{ws}", get(workspace::show))
         .route("/ws/{sub}/{rg}/{ws}/config.json", get(workspace::config_json))
+        .route(
+            "/ws/{sub}/{rg}/{ws}/models/{name}/{version}/download",
+            get(workspace::download_model_file),
+        )
         .route("/ws/{sub}/{rg}/{ws}/assignments", post(workspace::add_assignment))
         .route("/ws/{sub}/{rg}/{ws}/assignments/{id}/delete", post(workspace::remove_assignment))
         .route("/ws/{sub}/{rg}/{ws}/services/{name}", get(service::show))

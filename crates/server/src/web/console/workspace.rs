@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Form, Path};
+use axum::extract::{Form, Path, Query};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::access::Access;
@@ -91,7 +91,19 @@ async fn render(ctx: &Ctx, (sub, rg, ws): &WsPath, notice: &str) -> Response {
                     .files
                     .iter()
                     .take(20)
-                    .map(|f| format!("<code>{}</code> ({} bytes)", esc(&f.path), f.size))
+                    .map(|f| {
+                        let q: String = form_urlencoded::Serializer::new(String::new())
+                            .append_pair("path", &f.path)
+                            .finish();
+                        format!(
+                            "<a href=\"{base}/models/{}/{}/download?{}\" download>{}</a> ({} bytes)",
+                            seg(&m.name),
+                            m.version,
+                            esc(&q),
+                            esc(&f.path),
+                            f.size
+                        )
+                    })
                     .collect();
                 let more = if m.files.len() > 20 {
                     format!(" and {} more", m.files.len() - 20)
@@ -263,6 +275,39 @@ pub async fn remove_assignment(
         }
         Err(e) => ctx.error(e),
     }
+}
+
+#[derive(serde::Deserialize)]
+pub struct FileQuery {
+    path: String,
+}
+
+/// `GET .../models/{name}/{version}/download?path=`: one file of a model version, streamed
+/// (the API's `download`, the same check).
+pub async fn download_model_file(
+    ctx: Ctx,
+    Path((sub, rg, ws, name, version)): Path<(String, String, String, String, i64)>,
+    Query(q): Query<FileQuery>,
+) -> Response {
+    let wr = WorkspaceRef { subscription: &sub, resource_group: &rg, workspace: &ws };
+    let (reader, size) =
+        match ctx.state.models.download(&ctx.principal, wr, &name, Some(version), &q.path).await {
+            Ok(r) => r,
+            Err(e) => return ctx.error(e),
+        };
+    let file = q.path.rsplit('/').next().unwrap_or("file");
+    let safe: String =
+        file.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).collect();
+    let mut resp =
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response();
+    let h = resp.headers_mut();
+    super::layout::secure_headers(h);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    resp
 }
 
 /// `GET .../config.json`: what `mlgate ml workspace show --write-config` writes.
