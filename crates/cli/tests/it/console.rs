@@ -281,3 +281,43 @@ async fn console_forms_and_sign_ins_are_bounded() {
     let p = other.get("/console/directory").await;
     assert_eq!((p.status, p.location.as_deref()), (303, Some("/console/signin")));
 }
+
+#[tokio::test]
+async fn the_tenant_picker_switches_the_session_to_a_tenant_of_the_person() {
+    let s = TestServer::start().await;
+    let token = s.admin_token().await;
+    let other = s
+        .client()
+        .create_tenant(
+            &token,
+            &mlgate_proto::CreateTenant {
+                domain: "second.example".into(),
+                display_name: "Second".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&s);
+    let home = b.sign_in(&s).await;
+    assert!(
+        home.html.contains("id=\"switch-tenant\"") && home.html.contains("second.example"),
+        "{}",
+        home.html
+    );
+    let csrf = home.csrf();
+    // Not a tenant of the person: refused, and the session (its refresh token) still works.
+    let p = b
+        .post("/console/tenant", &[("csrf", &csrf), ("tenant", &uuid::Uuid::new_v4().to_string())])
+        .await;
+    assert_eq!(p.status, 403, "{}", p.html);
+    let p = b.post("/console/tenant", &[("csrf", &csrf), ("tenant", &other.tenant_id)]).await;
+    assert_eq!((p.status, p.location.as_deref()), (303, Some("/console")), "{}", p.html);
+    let home = b.get("/console").await;
+    assert!(home.html.contains("Signed in to <strong>Second</strong>"), "{}", home.html);
+    assert!(home.html.contains("Second subscription"), "{}", home.html);
+    // And back, through a renewal in the first tenant.
+    let p = b.post("/console/tenant", &[("csrf", &csrf), ("tenant", &s.tenant_id)]).await;
+    assert_eq!(p.status, 303);
+    let home = b.get("/console").await;
+    assert!(home.html.contains("Signed in to <strong>Default Directory</strong>"), "{}", home.html);
+}
