@@ -125,6 +125,7 @@ impl Browser {
                 && session.contains("Secure"),
             "{session}"
         );
+        assert!(session.contains("Path=/console;"), "the API and scoring never get it: {session}");
         // The code was spent: the same callback again starts nothing.
         let again = self.get(&callback).await;
         assert_eq!(again.status, 400);

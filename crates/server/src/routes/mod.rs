@@ -77,6 +77,7 @@ fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::web::home::show))
         .nest("/console", web::console::routes())
+        .route("/console/", get(web::console::to_home))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         // OpenID Connect discovery and keys, v1 and v2.

@@ -27,9 +27,23 @@ pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub fn set_cookie(headers: &mut HeaderMap, name: &str, value: &str, max_age: i64, secure: bool) {
+    set_cookie_at(headers, "/", name, value, max_age, secure);
+}
+
+/// [`set_cookie`] for the paths under `path` only (the console's cookies stay under
+/// `/console`, so the API and scoring requests never carry them).
+pub fn set_cookie_at(
+    headers: &mut HeaderMap,
+    path: &str,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    secure: bool,
+) {
     let secure = if secure { "; Secure" } else { "" };
-    let cookie =
-        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let cookie = format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, v);
     }

@@ -185,6 +185,11 @@ pub fn principal_of(
     Some((p, refresh_token?, at))
 }
 
+/// `GET /console/`: the console's home is `/console`.
+pub async fn to_home() -> Response {
+    see_other("/console")
+}
+
 fn to_sign_in() -> Response {
     see_other("/console/signin")
 }

@@ -69,8 +69,9 @@ pub async fn start(State(state): State<AppState>, Query(q): Query<StartQuery>) -
         .finish();
     let mut resp = see_other(&format!("/{}/oauth2/v2.0/authorize?{query}", tenant.id));
     let sealed = cookies::seal(state.authority.cookie_key(), "console-login", &pending);
-    cookies::set_cookie(
+    cookies::set_cookie_at(
         resp.headers_mut(),
+        "/console",
         LOGIN_COOKIE,
         &sealed,
         LOGIN_SECONDS,
@@ -137,14 +138,15 @@ pub async fn callback(
     let id = state.console.create(SessionData { principal, renew_at, refresh_token }, now);
     let mut resp = see_other("/console");
     let h = resp.headers_mut();
-    cookies::set_cookie(
+    cookies::set_cookie_at(
         h,
+        "/console",
         session::SESSION_COOKIE,
         &id,
         session::ABSOLUTE.whole_seconds(),
         state.secure_cookies,
     );
-    cookies::set_cookie(h, LOGIN_COOKIE, "", 0, state.secure_cookies);
+    cookies::set_cookie_at(h, "/console", LOGIN_COOKIE, "", 0, state.secure_cookies);
     resp
 }
 
@@ -169,8 +171,9 @@ pub async fn signout(ctx: Ctx, Form(f): Form<super::Form>) -> Response {
          was revoked.</p><p><a href=\"/console/signin\" id=\"signin-again\">Sign in again</a></p></section>"
             .into(),
     );
-    cookies::set_cookie(
+    cookies::set_cookie_at(
         &mut page.set_cookies,
+        "/console",
         session::SESSION_COOKIE,
         "",
         0,
