@@ -322,3 +322,68 @@ async fn the_tenant_picker_switches_the_session_to_a_tenant_of_the_person() {
     let home = b.get("/console").await;
     assert!(home.html.contains("Signed in to <strong>Default Directory</strong>"), "{}", home.html);
 }
+
+#[tokio::test]
+async fn the_service_page_on_an_instance_reloads_while_transitioning_and_tests_as_the_person() {
+    use mlgate_serving::onnx::linear_regression_model;
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let c = s.client();
+    let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();
+    c.put_resource_group(&admin, &sub, "con", None).await.unwrap();
+    c.put_workspace(&admin, &sub, "con", "con-ws", None).await.unwrap();
+    let ws = mlgate_client::models::WorkspaceAddress {
+        subscription_id: sub.clone(),
+        resource_group: "con".into(),
+        workspace: "con-ws".into(),
+    };
+    let dir = TempDir::new();
+    let file = dir.0.join("model.onnx");
+    std::fs::write(&file, linear_regression_model(&[vec![1.0], vec![2.0], vec![3.0]], &[0.5]))
+        .unwrap();
+    c.register_model_from_path(&admin, &ws, "linear", &file, "", Default::default()).await.unwrap();
+    let req = mlgate_proto::DeployService {
+        model: "linear:1".into(),
+        inference_config: serde_json::json!({"runtime": "onnx"}),
+        deployment_config: serde_json::json!({"computeType": "instance"}),
+    };
+    c.deploy(&admin, &ws, "con-svc", &req).await.unwrap();
+    c.wait_for_deployment(&admin, &ws, "con-svc", std::time::Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+
+    let mut b = Browser::new(&s);
+    b.sign_in(&s).await;
+    let page = format!("/console/ws/{sub}/con/con-ws/services/con-svc");
+    let p = b.get(&page).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert!(p.html.contains(">Healthy<") && !p.html.contains("http-equiv=\"refresh\""));
+    // An instance offers no service tokens.
+    assert!(p.html.contains("value=\"key\"") && !p.html.contains("value=\"aml_token\""));
+    let csrf = p.csrf();
+    let refused = b.post(&format!("{page}/auth"), &[("csrf", &csrf), ("mode", "aml_token")]).await;
+    assert_eq!(refused.status, 400, "{}", refused.html);
+    assert!(refused.html.contains("not supported on an instance"), "{}", refused.html);
+
+    // The Test form runs the model as the signed-in person.
+    let t = b
+        .post(
+            &format!("{page}/test"),
+            &[("csrf", &csrf), ("body", r#"{"data": [[1.0, 1.0, 1.0]]}"#)],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.html);
+    assert!(t.html.contains("id=\"test-result\""), "{}", t.html);
+    assert!(t.html.replace([' ', '\n'], "").contains("6.5"), "{}", t.html);
+    let bad = b.post(&format!("{page}/test"), &[("csrf", &csrf), ("body", "{not json")]).await;
+    assert!(bad.html.contains("not JSON"), "{}", bad.html);
+
+    // While Transitioning the page reloads itself.
+    s.server_state
+        .services
+        .set_state("con-svc", mlgate_core::records::ServiceState::Transitioning, None)
+        .await
+        .unwrap();
+    let p = b.get(&page).await;
+    assert!(p.html.contains("<meta http-equiv=\"refresh\" content=\"3\">"), "{}", p.html);
+}
