@@ -154,6 +154,10 @@ def test_administrator_completes_every_console_flow(cfg, people, browser, tmp_pa
     user, password = people["admin"]
     sign_in(browser, cfg, user, password)
     page_check(browser, "home-empty")
+    # Keyboard first: Tab reaches "Skip to content", then the navigation.
+    from selenium.webdriver.common.keys import Keys
+    browser.find_element("tag name", "body").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
 
     # A resource group, then a workspace in it.
     fill(browser, "group_name", RG)

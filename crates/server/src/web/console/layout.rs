@@ -24,6 +24,8 @@ nav a[aria-current=page]{color:#fff;border-bottom-color:#38bdf8}
 .who{display:flex;align-items:center;gap:10px;font-size:13px;color:#e2e8f0;flex-wrap:wrap}
 .who form{margin:0}
 .who button{background:#334155;color:#fff;padding:5px 10px;font-size:13px}
+.skip{position:absolute;left:-9999px;top:0;background:#fff;color:#1d4ed8;padding:8px 12px;z-index:10}
+.skip:focus{left:8px;top:8px}
 main{max-width:1100px;margin:0 auto;padding:20px 16px 40px}
 h1{font-size:24px;margin:6px 0 14px}
 h2{font-size:18px;margin:0 0 10px}
@@ -154,7 +156,7 @@ impl IntoResponse for ConsolePage {
              <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{refresh}\
              <title>{title} · mlgate console</title><link rel=\"stylesheet\" href=\"/console/console.css\">\
              <script src=\"/console/console.js\" defer></script></head><body>\
-             <header><a class=\"brand\" href=\"/console\"><span class=\"logo\" aria-hidden=\"true\">m</span>mlgate console</a>{nav}{who}</header>\
+             <a class=\"skip\" href=\"#main\">Skip to content</a><header><a class=\"brand\" href=\"/console\"><span class=\"logo\" aria-hidden=\"true\">m</span>mlgate console</a>{nav}{who}</header>\
              <main id=\"main\">{body}</main></body></html>",
             title = esc(&self.title),
             body = self.body,
