@@ -257,6 +257,10 @@ def test_administrator_completes_every_console_flow(cfg, people, browser, tmp_pa
     page_check(browser, "service-regenerate-confirm")
     submit(browser, "confirm-regenerate")
     assert "regenerated" in text(browser), text(browser)
+    assert browser.current_url == STATE["svc_url"] + "?done=primary", "reloading must not regenerate again"
+    browser.refresh()
+    assert "••••" in by_id(browser, "primary-key")
+    submit(browser, "reveal-keys")
     new = by_id(browser, "primary-key")
     seen(new)
     assert new != old

@@ -5,7 +5,7 @@
 //! Keys and tokens appear only in the page answering the POST that asked for them (never in a
 //! URL, never logged, `no-store`).
 
-use axum::extract::{Form, Path};
+use axum::extract::{Form, Path, Query};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::rbac::catalog::{
@@ -17,7 +17,7 @@ use mlgate_core::services::{
 };
 
 use super::layout::{Nav, button_form, csrf_field, error_box, ok_box, seg};
-use super::{Ctx, field, select, unix_time};
+use super::{Ctx, field, see_other, select, unix_time};
 use crate::web::pages::esc;
 
 pub type SvcPath = (String, String, String, String);
@@ -33,8 +33,21 @@ struct Extra {
 }
 
 /// `GET .../services/{name}`.
-pub async fn show(ctx: Ctx, Path(path): Path<SvcPath>) -> Response {
-    render(&ctx, &path, Extra::default()).await
+#[derive(serde::Deserialize)]
+pub struct ShowQuery {
+    /// What the POST that redirected here did (a fixed notice, never text from the URL).
+    done: Option<String>,
+}
+
+pub async fn show(ctx: Ctx, Path(path): Path<SvcPath>, Query(q): Query<ShowQuery>) -> Response {
+    let notice = match q.done.as_deref() {
+        Some(slot @ ("primary" | "secondary")) => ok_box(&format!(
+            "The {slot} key was regenerated; the old one is refused from now on. Reveal the keys \
+             to copy the new one."
+        )),
+        _ => String::new(),
+    };
+    render(&ctx, &path, Extra { notice, ..Extra::default() }).await
 }
 
 fn wref((sub, rg, ws, _): &SvcPath) -> WorkspaceRef<'_> {
@@ -334,13 +347,10 @@ pub async fn regenerate(
         return ctx.page("Regenerate key", Nav::Home, body).into_response();
     }
     match ctx.state.services.regenerate_key(&ctx.principal, wref(&path), &path.3, slot).await {
-        Ok(keys) => {
+        Ok(_) => {
             tracing::info!(service = %path.3, key = ?slot, by = %ctx.principal.object_id, "service key regenerated in the console");
-            let notice = ok_box(&format!(
-                "The {} key was regenerated; the old one is refused from now on.",
-                label.to_ascii_lowercase()
-            ));
-            render(&ctx, &path, Extra { notice, keys: Some(keys), ..Extra::default() }).await
+            // Post/redirect/get: reloading the answer must not regenerate the key again.
+            see_other(&format!("{}?done={}", base(&path), label.to_ascii_lowercase()))
         }
         Err(e) => ctx.error(e),
     }
