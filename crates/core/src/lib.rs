@@ -18,6 +18,8 @@
 //!   services, and the code assets (source folders) their deployments run.
 //! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
 //! - [`error`]: the one error type of the management use cases.
+//! - [`escrow`]: the master key wrapped under a passphrase (argon2id + AES-256-GCM) for backups.
+//! - [`telemetry`]: lock-free latency histograms the layers record into for `/metrics`.
 //!
 //! Layering invariant: this crate never names axum, hyper or sqlx. The server maps its errors to
 //! responses; the store crate fills its traits.
@@ -31,6 +33,7 @@ pub mod code;
 pub mod directory;
 pub mod endpoints;
 pub mod error;
+pub mod escrow;
 pub mod ids;
 pub mod keys;
 pub mod lockout;
@@ -44,6 +47,7 @@ pub mod scoring;
 pub mod secrets;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod tokens;
 
 pub use error::Error;

@@ -39,4 +39,6 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// What `/metrics` shows (requests, tokens, scoring, sign-in failures).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -17,4 +17,4 @@ pub mod onnx;
 pub mod python;
 pub mod sandbox;
 
-pub use host::{ServeError, ServingHost};
+pub use host::{ServeError, ServiceLoad, ServingHost};
