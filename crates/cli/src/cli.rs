@@ -974,6 +974,16 @@ pub enum TlsCommand {
         #[arg(long)]
         no_nss: bool,
     },
+    /// Issue a new server certificate under the local CA (clients keep trusting it); a
+    /// running server picks it up on SIGHUP (`systemctl reload mlgate`).
+    Renew {
+        #[command(flatten)]
+        dir: DataDir,
+        /// A host name or address the certificate names besides localhost, 127.0.0.1 and ::1
+        /// (the public URL's host).
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Print how to trust the local CA, without changing anything.
     Show {
         #[command(flatten)]

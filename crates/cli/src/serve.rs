@@ -97,6 +97,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.metrics_token = Some(token);
     }
     config.metrics_listen = args.metrics_listen;
+    // Benchmarks only (bench/metrics.sh): the "metrics off" side of a paired comparison.
+    config.bench_disable_metrics = std::env::var_os("MLGATE_BENCH_DISABLE_METRICS").is_some();
     config.limits = mlgate_server::net::ConnectionLimits {
         max_connections: args.max_connections as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),

@@ -35,7 +35,13 @@ pub struct WrappedKey {
     pub ciphertext: String,
 }
 
-fn derive(passphrase: &str, salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<LessSafeKey, EscrowError> {
+fn derive(
+    passphrase: &str,
+    salt: &[u8],
+    m_kib: u32,
+    t: u32,
+    p: u32,
+) -> Result<LessSafeKey, EscrowError> {
     let params =
         Params::new(m_kib, t, p, Some(32)).map_err(|e| EscrowError::Damaged(e.to_string()))?;
     let mut key = [0u8; 32];
@@ -84,8 +90,8 @@ pub fn unwrap(w: &WrappedKey, passphrase: &str) -> Result<String, EscrowError> {
     let b64 = |s: &str| STANDARD.decode(s).map_err(|e| EscrowError::Damaged(e.to_string()));
     let (salt, nonce, mut ct) = (b64(&w.salt)?, b64(&w.nonce)?, b64(&w.ciphertext)?);
     let key = derive(passphrase, &salt, w.m_kib, w.t, w.p)?;
-    let nonce =
-        Nonce::try_assume_unique_for_key(&nonce).map_err(|_| EscrowError::Damaged("nonce".into()))?;
+    let nonce = Nonce::try_assume_unique_for_key(&nonce)
+        .map_err(|_| EscrowError::Damaged("nonce".into()))?;
     let plain = key
         .open_in_place(nonce, Aad::from(AAD), &mut ct)
         .map_err(|_| EscrowError::WrongPassphrase)?;

@@ -58,10 +58,7 @@ pub struct HistogramSnapshot {
 
 impl LatencyHistogram {
     pub const fn new() -> Self {
-        Self {
-            buckets: [const { AtomicU64::new(0) }; 17],
-            sum_nanos: AtomicU64::new(0),
-        }
+        Self { buckets: [const { AtomicU64::new(0) }; 17], sum_nanos: AtomicU64::new(0) }
     }
 
     pub fn observe(&self, took: Duration) {

@@ -105,6 +105,10 @@ pub struct ServerConfig {
     /// Benchmarks set this to measure what authorization costs; the binary never does.
     #[doc(hidden)]
     pub bench_disable_authorization: bool,
+    /// Benchmarks set this (`MLGATE_BENCH_DISABLE_METRICS=1`) to measure what recording
+    /// metrics costs.
+    #[doc(hidden)]
+    pub bench_disable_metrics: bool,
 }
 
 impl ServerConfig {
@@ -125,6 +129,7 @@ impl ServerConfig {
             reconcile_interval: StdDuration::from_secs(30),
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
+            bench_disable_metrics: false,
             python: PathBuf::from("python3"),
             sandbox_launcher: None,
             allow_unconfined_entry_scripts: false,
@@ -384,7 +389,11 @@ impl Server {
         }
         let serving = Arc::new(mlgate_serving::ServingHost::new());
         let connections = net::Connections::new(config.limits);
-        let metrics = Arc::new(metrics::Metrics::new(serving.clone(), connections.clone()));
+        let mut metrics = metrics::Metrics::new(serving.clone(), connections.clone());
+        if config.bench_disable_metrics {
+            metrics = metrics.without_recording();
+        }
+        let metrics = Arc::new(metrics);
         let mut protected = Vec::new();
         if let TlsMode::Files { cert, key } = &config.tls {
             protected.push(cert.clone());

@@ -121,7 +121,10 @@ struct Series {
 
 impl Default for Series {
     fn default() -> Self {
-        Self { statuses: [const { AtomicU64::new(0) }; STATUS_SLOTS], latency: LatencyHistogram::new() }
+        Self {
+            statuses: [const { AtomicU64::new(0) }; STATUS_SLOTS],
+            latency: LatencyHistogram::new(),
+        }
     }
 }
 
@@ -201,6 +204,8 @@ pub struct Metrics {
     serving: Arc<ServingHost>,
     connections: Connections,
     started: std::time::SystemTime,
+    /// Benchmarks turn recording off to measure what it costs; the binary never does.
+    recording: bool,
 }
 
 impl fmt::Debug for Metrics {
@@ -220,29 +225,50 @@ impl Metrics {
             serving,
             connections,
             started: std::time::SystemTime::now(),
+            recording: true,
         }
+    }
+
+    /// No recording at all (benchmarks' "metrics off" side), store timings included.
+    #[doc(hidden)]
+    pub fn without_recording(mut self) -> Self {
+        self.recording = false;
+        mlgate_store::db::timing::set_recording(false);
+        self
     }
 
     /// One answered request (the access-log middleware calls it with the route template).
     pub fn http(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
+        if !self.recording {
+            return;
+        }
         self.http.with(route, |r| r.by_method[method_slot(method)].record(status, took));
     }
 
     /// One token request: `grant` is an index into [`GRANTS`], `result` `success` or the
     /// OAuth error code.
     pub fn token(&self, grant: usize, result: &str) {
+        if !self.recording {
+            return;
+        }
         let g = grant.min(GRANTS.len() - 1);
         let r = RESULTS.iter().position(|s| *s == result).unwrap_or(RESULTS.len() - 1);
         self.tokens[g][r].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn sign_in_failure(&self, kind: SignInFailure) {
+        if !self.recording {
+            return;
+        }
         self.sign_in_failures[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// One scoring request; `known` says the service was found running (else the name, which
     /// the caller chose, is not used as a label).
     pub fn scoring(&self, service: &str, known: bool, status: u16, took: Duration) {
+        if !self.recording {
+            return;
+        }
         if known {
             self.scoring.with(service, |s| s.record(status, took));
         } else {
@@ -286,60 +312,68 @@ fn counter(enc: &mut prometheus_client::encoding::MetricEncoder<'_>, v: u64) -> 
 impl Collector for Collect {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let m = &self.0;
+        // A family is written only when it has a sample (strict parsers refuse empty ones).
         let routes = m.http.entries("<other>");
-
-        let mut d = enc.encode_descriptor(
-            "mlgate_http_requests",
-            "HTTP requests answered, by route template, method and status.",
-            None,
-            MetricType::Counter,
-        )?;
+        let mut requests = Vec::new();
+        let mut latencies = Vec::new();
         for (route, r) in &routes {
             for (mi, s) in r.by_method.iter().enumerate() {
                 for (si, c) in s.statuses.iter().enumerate() {
                     let v = c.load(Ordering::Relaxed);
                     if v > 0 {
-                        let status = status_label(si);
-                        let labels = [
-                            ("route", route.as_str()),
-                            ("method", METHODS[mi]),
-                            ("status", status.as_str()),
-                        ];
-                        counter(&mut d.encode_family(&labels)?, v)?;
+                        requests.push((route.as_str(), METHODS[mi], status_label(si), v));
                     }
                 }
-            }
-        }
-
-        let mut d = enc.encode_descriptor(
-            "mlgate_http_request_duration_seconds",
-            "Time from a request's head to its response's head, by route template and method.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for (route, r) in &routes {
-            for (mi, s) in r.by_method.iter().enumerate() {
                 let snap = s.latency.snapshot();
                 if snap.count > 0 {
-                    let labels = [("route", route.as_str()), ("method", METHODS[mi])];
-                    histogram(&mut d.encode_family(&labels)?, &snap)?;
+                    latencies.push((route.as_str(), METHODS[mi], snap));
                 }
             }
         }
+        if !requests.is_empty() {
+            let mut d = enc.encode_descriptor(
+                "mlgate_http_requests",
+                "HTTP requests answered, by route template, method and status.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (route, method, status, v) in &requests {
+                let labels = [("route", *route), ("method", *method), ("status", status.as_str())];
+                counter(&mut d.encode_family(&labels)?, *v)?;
+            }
+        }
+        if !latencies.is_empty() {
+            let mut d = enc.encode_descriptor(
+                "mlgate_http_request_duration_seconds",
+                "Time from a request's head to its response's head, by route template and method.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (route, method, snap) in &latencies {
+                let labels = [("route", *route), ("method", *method)];
+                histogram(&mut d.encode_family(&labels)?, snap)?;
+            }
+        }
 
-        let mut d = enc.encode_descriptor(
-            "mlgate_token_requests",
-            "Token endpoint requests, by grant type and result (success or the OAuth error).",
-            None,
-            MetricType::Counter,
-        )?;
+        let mut tokens = Vec::new();
         for (gi, row) in m.tokens.iter().enumerate() {
             for (ri, c) in row.iter().enumerate() {
                 let v = c.load(Ordering::Relaxed);
                 if v > 0 {
-                    let labels = [("grant_type", GRANTS[gi]), ("result", RESULTS[ri])];
-                    counter(&mut d.encode_family(&labels)?, v)?;
+                    tokens.push((GRANTS[gi], RESULTS[ri], v));
                 }
+            }
+        }
+        if !tokens.is_empty() {
+            let mut d = enc.encode_descriptor(
+                "mlgate_token_requests",
+                "Token endpoint requests, by grant type and result (success or the OAuth error).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (grant, result, v) in &tokens {
+                let labels = [("grant_type", *grant), ("result", *result)];
+                counter(&mut d.encode_family(&labels)?, *v)?;
             }
         }
 
@@ -355,40 +389,48 @@ impl Collector for Collect {
             counter(&mut d.encode_family(&labels)?, c.load(Ordering::Relaxed))?;
         }
 
-        let mut services = m.scoring.entries("<other>");
-        services.push(("<unknown>".into(), Arc::new(Series::default())));
-        let unknown = services.len() - 1;
-        let series = |i: usize| -> &Series {
-            if i == unknown { &m.scoring_unknown } else { &services[i].1 }
-        };
-        let mut d = enc.encode_descriptor(
-            "mlgate_scoring_requests",
-            "Scoring requests answered, by service and status (`<unknown>`: no such service \
-             running).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (i, (name, _)) in services.iter().enumerate() {
-            for (si, c) in series(i).statuses.iter().enumerate() {
+        let entries = m.scoring.entries("<other>");
+        let mut services: Vec<(&str, &Series)> =
+            entries.iter().map(|(n, s)| (n.as_str(), s.as_ref())).collect();
+        services.push(("<unknown>", &m.scoring_unknown));
+        let mut scored = Vec::new();
+        let mut scoring_latencies = Vec::new();
+        for (name, series) in &services {
+            for (si, c) in series.statuses.iter().enumerate() {
                 let v = c.load(Ordering::Relaxed);
                 if v > 0 {
-                    let status = status_label(si);
-                    let labels = [("service", name.as_str()), ("status", status.as_str())];
-                    counter(&mut d.encode_family(&labels)?, v)?;
+                    scored.push((*name, status_label(si), v));
                 }
             }
-        }
-        let mut d = enc.encode_descriptor(
-            "mlgate_scoring_duration_seconds",
-            "Time to answer a scoring request (queue wait and model run included), by service.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for (i, (name, _)) in services.iter().enumerate() {
-            let snap = series(i).latency.snapshot();
+            let snap = series.latency.snapshot();
             if snap.count > 0 {
-                let labels = [("service", name.as_str())];
-                histogram(&mut d.encode_family(&labels)?, &snap)?;
+                scoring_latencies.push((*name, snap));
+            }
+        }
+        if !scored.is_empty() {
+            let mut d = enc.encode_descriptor(
+                "mlgate_scoring_requests",
+                "Scoring requests answered, by service and status (`<unknown>`: no such \
+                 service running).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (name, status, v) in &scored {
+                let labels = [("service", *name), ("status", status.as_str())];
+                counter(&mut d.encode_family(&labels)?, *v)?;
+            }
+        }
+        if !scoring_latencies.is_empty() {
+            let mut d = enc.encode_descriptor(
+                "mlgate_scoring_duration_seconds",
+                "Time to answer a scoring request (queue wait and model run included), by \
+                 service.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (name, snap) in &scoring_latencies {
+                let labels = [("service", *name)];
+                histogram(&mut d.encode_family(&labels)?, snap)?;
             }
         }
 
@@ -412,6 +454,9 @@ impl Collector for Collect {
             ),
         ];
         for (name, help, value) in gauges {
+            if load.is_empty() {
+                break;
+            }
             let mut d = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for l in &load {
                 let labels = [("service", l.name.as_str())];
@@ -569,7 +614,10 @@ mod tests {
         assert_eq!(status_label(status_slot(418)), "4xx");
         assert_eq!(status_label(status_slot(599)), "5xx");
         assert_eq!(status_label(status_slot(999)), "5xx");
-        assert_eq!(METHODS[method_slot(&axum::http::Method::from_bytes(b"BREW").unwrap())], "OTHER");
+        assert_eq!(
+            METHODS[method_slot(&axum::http::Method::from_bytes(b"BREW").unwrap())],
+            "OTHER"
+        );
     }
 
     #[test]
@@ -579,7 +627,8 @@ mod tests {
             m.with(k, |c| c.fetch_add(1, Ordering::Relaxed));
         }
         let e = m.entries("<other>");
-        let names: Vec<_> = e.iter().map(|(k, v)| (k.as_str(), v.load(Ordering::Relaxed))).collect();
+        let names: Vec<_> =
+            e.iter().map(|(k, v)| (k.as_str(), v.load(Ordering::Relaxed))).collect();
         assert_eq!(names, [("a", 2), ("b", 1), ("<other>", 2)]);
     }
 

@@ -77,7 +77,18 @@ pub fn ensure_local_ca(dir: &Path, extra_host: Option<&str>) -> Result<TlsFiles>
         key
     };
     let issuer = Issuer::new(params, ca_key);
+    let (cert, key) = issue_server_certificate(&issuer, extra_host)?;
+    write_file(&files.key, &key, 0o600)?;
+    write_file(&files.cert, &cert, 0o644)?;
+    Ok(files)
+}
 
+/// A new server certificate and key (PEM) signed by the local CA: 825 days, the loopback
+/// names and `extra_host`.
+fn issue_server_certificate(
+    issuer: &Issuer<'_, KeyPair>,
+    extra_host: Option<&str>,
+) -> Result<(String, String)> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if let Some(h) = extra_host.filter(|h| !names.iter().any(|n| n == h)) {
         names.push(h.to_string());
@@ -93,9 +104,35 @@ pub fn ensure_local_ca(dir: &Path, extra_host: Option<&str>) -> Result<TlsFiles>
     p.not_before = now - Duration::days(1);
     p.not_after = now + Duration::days(825);
     let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?;
-    write_file(&files.key, &key.serialize_pem(), 0o600)?;
-    write_file(&files.cert, &cert.pem(), 0o644)?;
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// `mlgate tls renew`: a new server certificate under the existing local CA (which clients
+/// already trust), for `host` besides the loopback names. The new files are renamed over the
+/// old ones, so a server reloading them (SIGHUP) never reads half a file.
+pub fn renew_local_certificate(dir: &Path, host: Option<&str>) -> Result<TlsFiles> {
+    let files = TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server-key.pem"),
+    };
+    let ca_key_path = dir.join("ca-key.pem");
+    if !files.ca.is_file() || !ca_key_path.is_file() {
+        anyhow::bail!(
+            "{} holds no local CA (ca.pem and ca-key.pem): the server makes one at its first \
+             start without --tls-cert",
+            dir.display()
+        );
+    }
+    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_path)?)?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let (cert, key) = issue_server_certificate(&issuer, host)?;
+    let (tmp_cert, tmp_key) = (dir.join(".server.pem.new"), dir.join(".server-key.pem.new"));
+    write_file(&tmp_key, &key, 0o600)?;
+    write_file(&tmp_cert, &cert, 0o644)?;
+    fs::rename(&tmp_key, &files.key)?;
+    fs::rename(&tmp_cert, &files.cert)?;
     Ok(files)
 }
 
@@ -145,9 +182,13 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::Certified
     let key_der = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading the private key {}", key.display()))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let certified = rustls::sign::CertifiedKey::from_der(chain, key_der, &provider)
-        .with_context(|| {
-            format!("{} and {} do not make a certificate and key pair", cert.display(), key.display())
+    let certified =
+        rustls::sign::CertifiedKey::from_der(chain, key_der, &provider).with_context(|| {
+            format!(
+                "{} and {} do not make a certificate and key pair",
+                cert.display(),
+                key.display()
+            )
         })?;
     Ok(certified)
 }

@@ -201,10 +201,9 @@ impl ServingHost {
             .map(|(name, r)| {
                 let (replicas, healthy_replicas) = match &r.models {
                     Models::Onnx { replicas, .. } => (replicas.len(), replicas.len()),
-                    Models::Python { replicas } => (
-                        replicas.len(),
-                        replicas.iter().filter(|p| p.alive_workers() > 0).count(),
-                    ),
+                    Models::Python { replicas } => {
+                        (replicas.len(), replicas.iter().filter(|p| p.alive_workers() > 0).count())
+                    }
                 };
                 ServiceLoad {
                     name: name.clone(),

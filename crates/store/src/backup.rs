@@ -36,11 +36,7 @@ async fn connect(path: &Path, create: bool) -> StoreResult<SqlitePool> {
         .filename(path)
         .create_if_missing(create)
         .busy_timeout(Duration::from_secs(30));
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .map_err(map_err)
+    SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(map_err)
 }
 
 /// Creates `path` empty with mode 0600 (`VACUUM INTO` fills an empty file and keeps its mode).
@@ -292,7 +288,9 @@ impl BackupReader {
             let got: String = hash.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
             if &got != sha {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(StoreError::Corrupt(format!("the blob {sha} in the backup is damaged")));
+                return Err(StoreError::Corrupt(format!(
+                    "the blob {sha} in the backup is damaged"
+                )));
             }
             tokio::fs::rename(&tmp, dir.join(sha)).await.map_err(io)?;
         }
@@ -306,7 +304,11 @@ impl BackupReader {
             .to_str()
             .ok_or_else(|| StoreError::Unavailable("the path is not valid UTF-8".into()))?;
         let copy = async {
-            sqlx::query("VACUUM INTO $1").bind(target).execute(&self.pool).await.map_err(map_err)?;
+            sqlx::query("VACUUM INTO $1")
+                .bind(target)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
             let pool = connect(db, false).await?;
             sqlx::raw_sql(
                 "DROP TABLE backup_blob_chunks; DROP TABLE backup_files; \

@@ -79,7 +79,10 @@ fn master_key_text(data_dir: &Path) -> Result<String> {
     }
     let path = data_dir.join("master.key");
     std::fs::read_to_string(&path).with_context(|| {
-        format!("reading {} (or set MLGATE_MASTER_KEY): the TLS keys are sealed under it", path.display())
+        format!(
+            "reading {} (or set MLGATE_MASTER_KEY): the TLS keys are sealed under it",
+            path.display()
+        )
     })
 }
 
@@ -187,8 +190,7 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     let reader = BackupReader::open(&args.from)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.from.display()))?;
-    if reader.get("format").await.map_err(|e| anyhow::anyhow!("{e}"))?.as_deref() != Some(FORMAT)
-    {
+    if reader.get("format").await.map_err(|e| anyhow::anyhow!("{e}"))?.as_deref() != Some(FORMAT) {
         bail!("{} is not a backup this version reads", args.from.display());
     }
     let files = reader.files().await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -212,7 +214,8 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     let master = MasterKey::from_encoded(&master_text).context("the master key")?;
 
     let created = !target.exists();
-    let result = restore_into(&reader, &files, &target, &master, &master_text, write_key_file).await;
+    let result =
+        restore_into(&reader, &files, &target, &master, &master_text, write_key_file).await;
     reader.close().await;
     if let Err(e) = result {
         // Leave nothing half-made behind.
@@ -220,7 +223,8 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
             let _ = std::fs::remove_dir_all(&target);
         } else if let Ok(entries) = std::fs::read_dir(&target) {
             for e in entries.flatten() {
-                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
         return Err(e);
@@ -263,7 +267,9 @@ async fn restore_into(
                     .map_err(|_| anyhow::anyhow!("{n} in the backup does not open"))?;
                 (n.to_string(), opened)
             }
-            None if TLS_FILES.iter().any(|(t, s)| *t == name && !*s) => (name.clone(), data.clone()),
+            None if TLS_FILES.iter().any(|(t, s)| *t == name && !*s) => {
+                (name.clone(), data.clone())
+            }
             _ => bail!("the backup holds an unexpected file {name:?}"),
         };
         write_private(&target.join(&plain_name), &data, *mode & 0o644)?;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use mlgate_client::models::WorkspaceAddress;
 use mlgate_proto::DeployService;
 use mlgate_serving::onnx::linear_regression_model;
-use prometheus_parse::{Sample, Scrape, Value as PValue};
 use serde_json::json;
 
 use crate::support::*;
@@ -16,24 +15,21 @@ use crate::support::*;
 const TOKEN: &str = "metrics-test-token-0123456789";
 
 /// Registers a tiny ONNX model in a new workspace and deploys it as `name` (`dc`: the
-/// deployment configuration); returns the workspace.
+/// deployment configuration); returns the workspace's address and ARM id.
 pub async fn onnx_service(
     s: &TestServer,
     group: &str,
     name: &str,
     dc: serde_json::Value,
-) -> WorkspaceAddress {
+) -> (WorkspaceAddress, String) {
     let admin = s.admin_token().await;
     let c = s.client();
     let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();
     c.put_resource_group(&admin, &sub, group, None).await.unwrap();
     let ws_name = format!("{group}-ws");
-    c.put_workspace(&admin, &sub, group, &ws_name, None).await.unwrap();
-    let ws = WorkspaceAddress {
-        subscription_id: sub,
-        resource_group: group.into(),
-        workspace: ws_name,
-    };
+    let ws_id = c.put_workspace(&admin, &sub, group, &ws_name, None).await.unwrap().id;
+    let ws =
+        WorkspaceAddress { subscription_id: sub, resource_group: group.into(), workspace: ws_name };
     let dir = TempDir::new();
     let model = dir.0.join("model.onnx");
     std::fs::write(&model, linear_regression_model(&[vec![1.0], vec![2.0], vec![3.0]], &[0.5]))
@@ -48,53 +44,71 @@ pub async fn onnx_service(
     };
     c.deploy(&admin, &ws, name, &req).await.unwrap();
     c.wait_for_deployment(&admin, &ws, name, Duration::from_secs(30), |_| {}).await.unwrap();
-    ws
+    (ws, ws_id)
+}
+
+/// One line of the scrape: its series name (a histogram's with `_bucket`, `_sum`, `_count`),
+/// labels and value.
+struct Sample {
+    metric: String,
+    family: String,
+    labels: std::collections::HashMap<String, String>,
+    value: f64,
 }
 
 fn parse(text: &str) -> Vec<Sample> {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    Scrape::parse(lines).expect("the scrape parses as Prometheus text").samples
+    use prom_text_format_parser::{Scrape, Type, ValueType};
+    let scrape = Scrape::parse(text).expect("the scrape parses as Prometheus text");
+    let mut out = Vec::new();
+    for m in scrape.metrics {
+        for s in m.samples {
+            let suffix = match (m.kind, s.value.value_type) {
+                (Type::Histogram, ValueType::Sample) => "_bucket",
+                (Type::Histogram, ValueType::Sum) => "_sum",
+                (Type::Histogram, ValueType::Count) => "_count",
+                _ => "",
+            };
+            out.push(Sample {
+                metric: format!("{}{suffix}", m.name),
+                family: m.name.clone(),
+                labels: s.labels.iter().map(|l| (l.key.clone(), l.value.clone())).collect(),
+                value: s.value.value.as_f64(),
+            });
+        }
+    }
+    out
 }
 
-/// The value of the counter or gauge `name` whose labels include `labels` (0 when absent).
+fn matching<'a>(
+    samples: &'a [Sample],
+    name: &'a str,
+    labels: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a Sample> {
+    samples.iter().filter(move |s| {
+        s.metric == name
+            && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+/// The sum of the values of series `name` whose labels include `labels` (0 when absent).
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            PValue::Counter(v) | PValue::Gauge(v) | PValue::Untyped(v) => *v,
-            other => panic!("{name} is not a counter or gauge: {other:?}"),
-        })
-        .sum()
+    matching(samples, name, labels).map(|s| s.value).sum()
 }
 
 /// The observation count of histogram `name` with `labels`.
 fn histogram_count(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> u64 {
-    samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            PValue::Histogram(buckets) => {
-                buckets.iter().map(|b| b.count as u64).max().unwrap_or_default()
-            }
-            other => panic!("{name} is not a histogram: {other:?}"),
-        })
-        .sum()
+    value(samples, &format!("{name}_count"), labels) as u64
 }
 
 async fn scrape(s: &TestServer) -> Vec<Sample> {
-    let resp = s
-        .http()
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http().get(format!("{}/metrics", s.url)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
-    parse(&resp.text().await.unwrap())
+    let text = resp.text().await.unwrap();
+    if std::env::var_os("MLGATE_TEST_DUMP_METRICS").is_some() {
+        eprintln!("{text}");
+    }
+    parse(&text)
 }
 
 #[tokio::test]
@@ -120,47 +134,58 @@ async fn counters_move_with_traffic_and_the_scrape_needs_the_token() {
 
     let before = scrape(&s).await;
     let ok = |m: &[Sample]| {
-        value(m, "mlgate_token_requests_total", &[
-            ("grant_type", "client_credentials"),
-            ("result", "success"),
-        ])
+        value(
+            m,
+            "mlgate_token_requests_total",
+            &[("grant_type", "client_credentials"), ("result", "success")],
+        )
     };
     let bad_client = |m: &[Sample]| {
-        value(m, "mlgate_token_requests_total", &[
-            ("grant_type", "client_credentials"),
-            ("result", "invalid_client"),
-        ])
+        value(
+            m,
+            "mlgate_token_requests_total",
+            &[("grant_type", "client_credentials"), ("result", "invalid_client")],
+        )
     };
 
     let sp = s.create_sp("metrics-sp").await;
     for _ in 0..3 {
         let (status, _) = s
-            .post_token(true, &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &sp.app_id),
-                ("client_secret", &sp.password),
-                ("scope", ARM_SCOPE),
-            ])
+            .post_token(
+                true,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &sp.app_id),
+                    ("client_secret", &sp.password),
+                    ("scope", ARM_SCOPE),
+                ],
+            )
             .await;
         assert_eq!(status, 200);
     }
     let (status, _) = s
-        .post_token(true, &[
-            ("grant_type", "client_credentials"),
-            ("client_id", &sp.app_id),
-            ("client_secret", "wrong-secret"),
-            ("scope", ARM_SCOPE),
-        ])
+        .post_token(
+            true,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &sp.app_id),
+                ("client_secret", "wrong-secret"),
+                ("scope", ARM_SCOPE),
+            ],
+        )
         .await;
     assert_eq!(status, 401);
     let (status, _) = s
-        .post_token(true, &[
-            ("grant_type", "password"),
-            ("username", ADMIN),
-            ("password", "not-the-password"),
-            ("client_id", "04b07795-8ddb-461a-bbee-02f9e1bf7b46"),
-            ("scope", ARM_SCOPE),
-        ])
+        .post_token(
+            true,
+            &[
+                ("grant_type", "password"),
+                ("username", ADMIN),
+                ("password", "not-the-password"),
+                ("client_id", "04b07795-8ddb-461a-bbee-02f9e1bf7b46"),
+                ("scope", ARM_SCOPE),
+            ],
+        )
         .await;
     assert_eq!(status, 400);
 
@@ -183,10 +208,11 @@ async fn counters_move_with_traffic_and_the_scrape_needs_the_token() {
     assert_eq!(ok(&after) - ok(&before), 3.0);
     assert_eq!(bad_client(&after) - bad_client(&before), 1.0);
     assert_eq!(
-        value(&after, "mlgate_token_requests_total", &[
-            ("grant_type", "password"),
-            ("result", "invalid_grant")
-        ]),
+        value(
+            &after,
+            "mlgate_token_requests_total",
+            &[("grant_type", "password"), ("result", "invalid_grant")]
+        ),
         1.0
     );
     assert_eq!(value(&after, "mlgate_sign_in_failures_total", &[("kind", "client_secret")]), 1.0);
@@ -198,20 +224,28 @@ async fn counters_move_with_traffic_and_the_scrape_needs_the_token() {
     assert!(value(&after, "mlgate_http_requests_total", &route_ok) >= 3.0);
     assert!(histogram_count(&after, "mlgate_http_request_duration_seconds", &token_route) >= 4);
     assert!(!after.iter().any(|x| x.labels.get("route").is_some_and(|r| r.contains(&s.tenant_id))));
+    // The buckets are cumulative and end with +Inf, equal to the count.
+    let inf = [token_route[0], token_route[1], ("le", "+Inf")];
+    assert_eq!(
+        value(&after, "mlgate_http_request_duration_seconds_bucket", &inf),
+        value(&after, "mlgate_http_request_duration_seconds_count", &token_route)
+    );
     assert!(
-        !after
-            .iter()
-            .any(|x| x.labels.values().any(|v| v.contains("no-such-svc") || v.contains(&sp.app_id)))
+        !after.iter().any(|x| x
+            .labels
+            .values()
+            .any(|v| v.contains("no-such-svc") || v.contains(&sp.app_id)))
     );
 
     // Scoring by service and status, the unknown name folded away; replicas and queue.
     let svc = [("service", "metrics-svc"), ("status", "200")];
     assert_eq!(value(&after, "mlgate_scoring_requests_total", &svc), 2.0);
     assert_eq!(
-        value(&after, "mlgate_scoring_requests_total", &[
-            ("service", "<unknown>"),
-            ("status", "404")
-        ]),
+        value(
+            &after,
+            "mlgate_scoring_requests_total",
+            &[("service", "<unknown>"), ("status", "404")]
+        ),
         1.0
     );
     assert_eq!(histogram_count(&after, "mlgate_scoring_duration_seconds", &[svc[0]]), 2);
@@ -222,15 +256,18 @@ async fn counters_move_with_traffic_and_the_scrape_needs_the_token() {
 
     // The store's latency, memory, connections.
     assert!(
-        histogram_count(&after, "mlgate_store_operation_duration_seconds", &[("operation", "read")])
-            > 0
+        histogram_count(
+            &after,
+            "mlgate_store_operation_duration_seconds",
+            &[("operation", "read")]
+        ) > 0
     );
     assert!(value(&after, "process_resident_memory_bytes", &[]) > 1e6);
     assert!(value(&after, "mlgate_open_connections", &[]) >= 1.0);
     assert!(value(&after, "mlgate_max_connections", &[]) >= 16.0);
 
     // Every metric the server has is in the published list, and the other way round.
-    let names: std::collections::BTreeSet<&str> = after.iter().map(|s| s.metric.as_str()).collect();
+    let names: std::collections::BTreeSet<&str> = after.iter().map(|s| s.family.as_str()).collect();
     for n in &names {
         assert!(mlgate_server::metrics::METRIC_NAMES.contains(n), "{n} is not listed");
     }

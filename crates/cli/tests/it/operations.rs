@@ -25,8 +25,8 @@ async fn mlgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         .output()
         .await
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -51,15 +51,11 @@ async fn score(s: &TestServer, uri: &str, key: &str) -> u16 {
 async fn backup_of_a_live_server_under_writes_restores_every_principal_and_service() {
     let s = TestServer::start_with(TempDir::new(), sqlite_in_data_dir).await;
     let data = s.data_dir();
-    let ws = crate::metrics::onnx_service(&s, "bk", "bk-svc", json!({"computeType": "cluster"}))
-        .await;
+    let (ws, ws_scope) =
+        crate::metrics::onnx_service(&s, "bk", "bk-svc", json!({"computeType": "cluster"})).await;
     let admin = s.admin_token().await;
     let c = s.client();
     let keys = c.service_keys(&admin, &ws, "bk-svc").await.unwrap();
-    let ws_scope = format!(
-        "/subscriptions/{}/resourceGroups/bk/providers/Microsoft.MachineLearningServices/workspaces/bk-ws",
-        ws.subscription_id
-    );
 
     // A writer creating principals and giving each a role until told to stop; it records
     // when each one was done (before, during or after the backup).
@@ -169,25 +165,27 @@ async fn backup_of_a_live_server_under_writes_restores_every_principal_and_servi
     )
     .await;
     assert!(ok, "{out}");
-    s.stop().await;
+    // The local CA came back (clients keep trusting it), its key opened from the seal.
+    for f in ["tls/ca.pem", "tls/ca-key.pem", "tls/server.pem", "tls/server-key.pem"] {
+        assert_eq!(std::fs::read(new_data.join(f)).unwrap(), std::fs::read(data.join(f)).unwrap());
+    }
+    let _old = s.stop().await;
 
     let r = TestServer::start_with(target, sqlite_in_data_dir).await;
-    // The local CA came back: the restored server presents a certificate under the same CA.
-    assert_eq!(
-        std::fs::read(new_data.join("tls/ca.pem")).unwrap(),
-        std::fs::read(data.join("tls/ca.pem")).unwrap()
-    );
     // Every principal made before the backup began is there and signs in with its secret;
     // none made after it ended is; those made during it are there whole or not at all.
     let mut restored = 0;
     for (sp, started, ended) in &made {
         let (status, body) = r
-            .post_token(true, &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &sp.app_id),
-                ("client_secret", &sp.password),
-                ("scope", ARM_SCOPE),
-            ])
+            .post_token(
+                true,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &sp.app_id),
+                    ("client_secret", &sp.password),
+                    ("scope", ARM_SCOPE),
+                ],
+            )
             .await;
         match (started, ended) {
             (_, 0) => assert_eq!(status, 200, "{body}"),
@@ -270,7 +268,10 @@ async fn a_backup_with_the_master_key_opens_only_with_its_passphrase() {
     )
     .await;
     assert!(ok, "{out}");
-    assert_eq!(std::fs::read_to_string(new_data.join("master.key")).unwrap().trim(), master_text.trim());
+    assert_eq!(
+        std::fs::read_to_string(new_data.join("master.key")).unwrap().trim(),
+        master_text.trim()
+    );
     s.stop().await;
 
     // The restored directory serves the principal.
@@ -370,8 +371,7 @@ impl Logged {
         for _ in 0..300 {
             if let Ok(pem) = std::fs::read(&ca) {
                 let http = client(&[&pem]);
-                if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
-                {
+                if http.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
                     return Self { child, url, log, _dir: dir };
                 }
             }
@@ -385,7 +385,9 @@ impl Logged {
     }
 
     fn signal(&self, sig: &str) {
-        assert!(std::process::Command::new("kill").args([sig, &self.pid()]).status().unwrap().success());
+        assert!(
+            std::process::Command::new("kill").args([sig, &self.pid()]).status().unwrap().success()
+        );
     }
 
     /// Stops the server (SIGTERM: the log is flushed) and returns its standard error.
@@ -557,4 +559,51 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
     assert_eq!(log.matches("still serving the previous certificate").count(), 2, "{log}");
     assert!(log.contains("TLS certificate reloaded"), "{log}");
     assert!(!log.contains("PRIVATE KEY"));
+}
+
+#[tokio::test]
+async fn tls_renew_issues_a_new_certificate_under_the_same_ca_and_sighup_serves_it() {
+    let s = Logged::start(TempDir::new(), &[], Path::new("")).await;
+    let data = s._dir.0.join("data");
+    let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
+    let http = client(&[&ca]);
+    let first = peer_certificate(&http, &s.url).await;
+    assert_eq!(first, pem_der(&std::fs::read(data.join("tls/server.pem")).unwrap()));
+    let (ok, out) = mlgate(
+        &["tls", "renew", "--data-dir", data.to_str().unwrap(), "--host", "mlgate.example.org"],
+        &[],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let renewed = pem_der(&std::fs::read(data.join("tls/server.pem")).unwrap());
+    assert_ne!(renewed, first);
+    assert_eq!(std::fs::read(data.join("tls/ca.pem")).unwrap(), ca, "the CA stays");
+    s.signal("-HUP");
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        // The same trust anchor verifies the renewed certificate.
+        seen = peer_certificate(&http, &s.url).await;
+        if seen == renewed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, renewed);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_mlgate_is_refused() {
+    let dir = TempDir::new();
+    let db = dir.0.join("mlgate.db");
+    mlgate_store::SqlStore::open_sqlite(&db).await.unwrap().close().await;
+    let url = format!("sqlite://{}", db.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let err = mlgate_store::SqlStore::open_sqlite(&db).await.err().expect("refused");
+    assert!(err.to_string().contains("downgrades are refused"), "{err}");
 }

@@ -156,7 +156,6 @@ const SIGN_IN_PAGES: &[&str] = &[
     "/devicelogin/signin",
 ];
 
-
 /// One structured line per request, and its count and latency in `/metrics`. Only the route
 /// template is logged or counted, never the raw path, query string, headers or body, which
 /// may carry secrets (and would make the metrics' labels unbounded).

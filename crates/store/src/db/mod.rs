@@ -29,7 +29,24 @@ use time::OffsetDateTime;
 /// beginning a write transaction (for SQLite: waiting for its one write lock) and committing
 /// one (the fsync). The server's `/metrics` reads them.
 pub mod timing {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
     use mlgate_core::telemetry::LatencyHistogram;
+
+    static RECORDING: AtomicBool = AtomicBool::new(true);
+
+    /// Benchmarks turn the timing off to measure what it costs.
+    #[doc(hidden)]
+    pub fn set_recording(on: bool) {
+        RECORDING.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(h: &LatencyHistogram, started: Instant) {
+        if RECORDING.load(Ordering::Relaxed) {
+            h.observe(started.elapsed());
+        }
+    }
 
     pub static READ: LatencyHistogram = LatencyHistogram::new();
     pub static WRITE: LatencyHistogram = LatencyHistogram::new();
@@ -259,6 +276,15 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// The refusal to open a store whose schema a newer mlgate migrated (a downgrade).
+pub(crate) fn newer_schema(found: i64, known: i64) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the store's schema is at version {found}, made by a newer mlgate (this one knows up to \
+         {known}): downgrades are refused; run the newer binary, or restore a backup taken \
+         before the upgrade"
+    ))
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -288,7 +314,7 @@ impl Db {
             Db::Sqlite(p) => sqlite::exec(p, sql.into_sql_str(), args).await,
             Db::Pg(p) => postgres::exec(p, sql.into_sql_str(), args).await,
         };
-        timing::WRITE.observe(started.elapsed());
+        timing::observe(&timing::WRITE, started);
         r
     }
 
@@ -298,7 +324,7 @@ impl Db {
             Db::Sqlite(p) => sqlite::opt(p, sql.into_sql_str(), args).await?.map(Row::Sqlite),
             Db::Pg(p) => postgres::opt(p, sql.into_sql_str(), args).await?.map(Row::Pg),
         };
-        timing::READ.observe(started.elapsed());
+        timing::observe(&timing::READ, started);
         Ok(r)
     }
 
@@ -320,7 +346,7 @@ impl Db {
             }
             Db::Pg(p) => postgres::all(p, sql, args).await?.into_iter().map(Row::Pg).collect(),
         };
-        timing::READ.observe(started.elapsed());
+        timing::observe(&timing::READ, started);
         Ok(rows)
     }
 
@@ -333,7 +359,7 @@ impl Db {
             Db::Sqlite(p) => Tx::Sqlite(sqlite::begin(p).await?),
             Db::Pg(p) => Tx::Pg(p.begin().await.map_err(map_err)?),
         };
-        timing::BEGIN.observe(started.elapsed());
+        timing::observe(&timing::BEGIN, started);
         Ok(tx)
     }
 
@@ -413,7 +439,7 @@ impl Tx {
             Tx::Sqlite(t) => t.commit().await.map_err(map_err),
             Tx::Pg(t) => t.commit().await.map_err(map_err),
         };
-        timing::COMMIT.observe(started.elapsed());
+        timing::observe(&timing::COMMIT, started);
         r
     }
 }
