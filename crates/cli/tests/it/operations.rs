@@ -18,9 +18,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_mlgate");
 async fn mlgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = tokio::process::Command::new(BIN)
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("MLGATE_MASTER_KEY")
         .env_remove("MLGATE_BACKUP_PASSPHRASE")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await
@@ -499,7 +499,10 @@ fn pem_der(pem: &[u8]) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
 
-async fn peer_certificate(http: &reqwest::Client, url: &str) -> Vec<u8> {
+/// The certificate a new connection is shown. A new client each time: a client resuming a
+/// TLS session is not shown a certificate again (rustls reports the first one).
+async fn peer_certificate(cas: &[&[u8]], url: &str) -> Vec<u8> {
+    let http = client(cas);
     let resp = http.get(format!("{url}/healthz")).send().await.unwrap();
     let info = resp.extensions().get::<reqwest::tls::TlsInfo>().expect("TLS info");
     info.peer_certificate().expect("a peer certificate").to_vec()
@@ -527,10 +530,10 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
         &a.ca,
     )
     .await;
-    let http = client(&[&ca_a, &ca_b]);
+    let cas: [&[u8]; 2] = [&ca_a, &ca_b];
     let der_a = pem_der(&std::fs::read(&a.cert).unwrap());
     let der_b = pem_der(&std::fs::read(&b.cert).unwrap());
-    assert_eq!(peer_certificate(&http, &s.url).await, der_a);
+    assert_eq!(peer_certificate(&cas, &s.url).await, der_a);
 
     // An open connection keeps its certificate; new ones get B after SIGHUP.
     replace(&cert, &std::fs::read(&b.cert).unwrap());
@@ -538,7 +541,7 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
     s.signal("-HUP");
     let mut seen = Vec::new();
     for _ in 0..50 {
-        seen = peer_certificate(&http, &s.url).await;
+        seen = peer_certificate(&cas, &s.url).await;
         if seen == der_b {
             break;
         }
@@ -550,11 +553,11 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
     replace(&cert, b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n");
     s.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(peer_certificate(&http, &s.url).await, der_b);
+    assert_eq!(peer_certificate(&cas, &s.url).await, der_b);
     replace(&cert, &std::fs::read(&a.cert).unwrap());
     s.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(peer_certificate(&http, &s.url).await, der_b, "A's certificate with B's key");
+    assert_eq!(peer_certificate(&cas, &s.url).await, der_b, "A's certificate with B's key");
     let log = s.stop().await;
     assert_eq!(log.matches("still serving the previous certificate").count(), 2, "{log}");
     assert!(log.contains("TLS certificate reloaded"), "{log}");
@@ -566,8 +569,8 @@ async fn tls_renew_issues_a_new_certificate_under_the_same_ca_and_sighup_serves_
     let s = Logged::start(TempDir::new(), &[], Path::new("")).await;
     let data = s._dir.0.join("data");
     let ca = std::fs::read(data.join("tls/ca.pem")).unwrap();
-    let http = client(&[&ca]);
-    let first = peer_certificate(&http, &s.url).await;
+    let cas: [&[u8]; 1] = [&ca];
+    let first = peer_certificate(&cas, &s.url).await;
     assert_eq!(first, pem_der(&std::fs::read(data.join("tls/server.pem")).unwrap()));
     let (ok, out) = mlgate(
         &["tls", "renew", "--data-dir", data.to_str().unwrap(), "--host", "mlgate.example.org"],
@@ -582,7 +585,7 @@ async fn tls_renew_issues_a_new_certificate_under_the_same_ca_and_sighup_serves_
     let mut seen = Vec::new();
     for _ in 0..50 {
         // The same trust anchor verifies the renewed certificate.
-        seen = peer_certificate(&http, &s.url).await;
+        seen = peer_certificate(&cas, &s.url).await;
         if seen == renewed {
             break;
         }
