@@ -298,6 +298,9 @@ fn resident_bytes() -> Option<u64> {
 #[derive(Debug)]
 struct Collect(Arc<Metrics>);
 
+/// One of a running service's gauges, read from its load.
+type LoadGauge = fn(&mlgate_serving::ServiceLoad) -> usize;
+
 fn histogram(
     enc: &mut prometheus_client::encoding::MetricEncoder<'_>,
     s: &HistogramSnapshot,
@@ -435,7 +438,7 @@ impl Collector for Collect {
         }
 
         let load = m.serving.load();
-        let gauges: [(&str, &str, fn(&mlgate_serving::ServiceLoad) -> usize); 4] = [
+        let gauges: [(&str, &str, LoadGauge); 4] = [
             ("mlgate_service_replicas", "Replicas of each running service.", |l| l.replicas),
             (
                 "mlgate_service_replicas_healthy",
