@@ -3,7 +3,8 @@
 //! Everything mlgate decides lives here, free of HTTP and SQL:
 //! - [`ids`]: typed identifiers (tenants, objects, applications, subscriptions, keys).
 //! - [`clock`]: time as a parameter, so tests can move it.
-//! - [`model`]: directory records (tenants, users, service principals, secrets, keys, grants).
+//! - [`records`]: the records every store keeps (tenants, users, service principals, secrets,
+//!   keys, grants, workspaces, models, services).
 //! - [`store`]: the storage traits that `mlgate-store` implements, one impl per database.
 //! - [`secrets`], [`password`], [`keys`]: the security-critical primitives: client-secret
 //!   hashing, argon2id passwords (verified in a bounded pool), signing keys encrypted at rest
@@ -16,7 +17,11 @@
 //! - [`applications`]: Graph's application objects beside their service principals (`az ad`).
 //! - [`endpoints`], [`code`]: the Azure ML SDK v2's online endpoints over the same web
 //!   services, and the code assets (source folders) their deployments run.
-//! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
+//! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token, device
+//!   code, authorization code), the claims they sign, and their AADSTS errors.
+//! - [`model_registry`], [`services`], [`scoring`], [`resources`], [`access`], [`rbac`]: the
+//!   model registry, web services (their configurations, keys and tokens), the scoring gate,
+//!   resource groups and workspaces, access control and its engine.
 //! - [`error`]: the one error type of the management use cases.
 //! - [`escrow`]: the master key wrapped under a passphrase (argon2id + AES-256-GCM) for backups.
 //! - [`telemetry`]: lock-free latency histograms the layers record into for `/metrics`.
@@ -37,11 +42,11 @@ pub mod escrow;
 pub mod ids;
 pub mod keys;
 pub mod lockout;
-pub mod model;
-pub mod models;
+pub mod model_registry;
 pub mod password;
 pub mod principal;
 pub mod rbac;
+pub mod records;
 pub mod resources;
 pub mod scoring;
 pub mod secrets;

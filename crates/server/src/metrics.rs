@@ -215,6 +215,7 @@ impl fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    #[allow(clippy::disallowed_methods, reason = "the process start time is a wall-clock fact")]
     pub fn new(serving: Arc<ServingHost>, connections: Connections) -> Self {
         Self {
             http: SwapMap::new(MAX_ROUTES),

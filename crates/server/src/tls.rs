@@ -21,6 +21,7 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+#[allow(clippy::disallowed_methods, reason = "certificates are valid from the wall-clock time")]
 fn ca_params() -> Result<CertificateParams> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -53,6 +54,7 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
 }
 
 /// Returns the CA, certificate and key paths under `dir`, creating what is missing.
+#[allow(clippy::disallowed_methods, reason = "certificates are valid from the wall-clock time")]
 pub fn ensure_local_ca(dir: &Path, extra_host: Option<&str>) -> Result<TlsFiles> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
@@ -85,6 +87,7 @@ pub fn ensure_local_ca(dir: &Path, extra_host: Option<&str>) -> Result<TlsFiles>
 
 /// A new server certificate and key (PEM) signed by the local CA: 825 days, the loopback
 /// names and `extra_host`.
+#[allow(clippy::disallowed_methods, reason = "certificates are valid from the wall-clock time")]
 fn issue_server_certificate(
     issuer: &Issuer<'_, KeyPair>,
     extra_host: Option<&str>,

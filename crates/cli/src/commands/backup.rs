@@ -86,6 +86,7 @@ fn master_key_text(data_dir: &Path) -> Result<String> {
     })
 }
 
+#[allow(clippy::disallowed_methods, reason = "a backup is stamped with the wall-clock time")]
 pub async fn backup(args: BackupArgs) -> Result<()> {
     let data_dir = args.dir.data_dir.unwrap_or_else(crate::serve::default_data_dir);
     if let Some(url) = args.store.as_deref()

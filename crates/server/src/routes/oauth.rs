@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mlgate_core::authority::{Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
+use mlgate_core::authority::{Aadsts, Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
 use mlgate_proto::TokenResponse;
 
 use crate::client_addr::ClientAddr;
@@ -269,7 +269,7 @@ fn record_token_metrics<T>(state: &AppState, grant: usize, result: &Result<T, OA
             m.token(grant, f.error.kind.as_str());
             match f.error.kind {
                 OAuthErrorKind::InvalidClient => m.sign_in_failure(SignInFailure::ClientSecret),
-                OAuthErrorKind::InvalidGrant if grant == 1 && f.error.code == 50053 => {
+                OAuthErrorKind::InvalidGrant if grant == 1 && f.error.is_locked() => {
                     m.sign_in_failure(SignInFailure::Locked)
                 }
                 OAuthErrorKind::InvalidGrant if grant == 1 => {
@@ -329,7 +329,7 @@ fn parse_form(
     if get("client_assertion").is_some() {
         return Err(GrantError::new(
             OAuthErrorKind::InvalidClient,
-            700027,
+            Aadsts::ClientAssertionUnsupported,
             "Certificate credentials (client_assertion) are not supported; use a client secret.",
         ));
     }
@@ -356,7 +356,7 @@ fn parse_form(
             let shown: String = other.chars().take(100).filter(|c| !c.is_control()).collect();
             return Err(GrantError::new(
                 OAuthErrorKind::UnsupportedGrantType,
-                70003,
+                Aadsts::UnsupportedGrantType,
                 format!("The app requested an unsupported grant type '{shown}'."),
             ));
         }
@@ -366,7 +366,7 @@ fn parse_form(
         let (id, secret) = parse_basic(header).ok_or_else(|| {
             GrantError::new(
                 OAuthErrorKind::InvalidClient,
-                7000215,
+                Aadsts::InvalidClientSecret,
                 "The Authorization header is malformed.",
             )
         })?;
