@@ -4,7 +4,8 @@
 #   .deps/node  Node packages (adal-node, jose, @azure/msal-node; axe-core, which the console's
 #               browser tests inject into each page for the accessibility check)
 #   Debian's chromium and chromium-driver (the sign-in page tests), tmux, jq, yq and
-#   libnss3-tools (the CLI's tests), with apt (needs root)
+#   libnss3-tools (the CLI's tests) and systemd's analyzer (the unit file's check), with apt
+#   (needs root)
 #   .deps/az-venv   -> a cached venv with azure-cli 2.91 (Microsoft's own CLI)
 #   .deps/aml-venv  -> a cached venv with azureml-core 1.61 (the Azure ML SDK v1)
 #   .deps/aml2-venv -> a cached venv with azure-ai-ml 1.35.2 (the Azure ML SDK v2)
@@ -114,10 +115,12 @@ fi
 # --- Debian packages: the browser, and the tools the CLI tests drive ---------------------
 # chromium + chromium-driver: the sign-in page tests; tmux: the password prompt on a terminal;
 # jq, yq: what -o tsv/yaml and --query print is checked against them; libnss3-tools
-# (certutil): `mlgate tls trust` installs the CA for Chromium.
+# (certutil): `mlgate tls trust` installs the CA for Chromium; systemd (systemd-analyze):
+# deploy/mlgate.service is checked by `systemd-analyze verify` and `security`.
 missing=()
 for pair in chromium:/usr/bin/chromium chromium-driver:/usr/bin/chromedriver tmux:/usr/bin/tmux \
-            jq:/usr/bin/jq yq:/usr/bin/yq libnss3-tools:/usr/bin/certutil; do
+            jq:/usr/bin/jq yq:/usr/bin/yq libnss3-tools:/usr/bin/certutil \
+            systemd:/usr/bin/systemd-analyze; do
   [ -x "${pair#*:}" ] || missing+=("${pair%%:*}")
 done
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -164,6 +164,13 @@ pub enum Command {
         #[command(subcommand)]
         cmd: StoreCommand,
     },
+    /// Copy a server's store, blobs and TLS files into one file while it runs (SQLite; a
+    /// PostgreSQL store is backed up with pg_dump). The master key is left out unless
+    /// --with-master-key wraps it under a passphrase.
+    Backup(BackupArgs),
+    /// Make a new data directory from a backup file (needs the master key: a copy of
+    /// master.key, MLGATE_MASTER_KEY, or the passphrase of a --with-master-key backup).
+    Restore(RestoreArgs),
     /// Writes reference documentation (docs/cli.md is made by `mlgate docs cli`).
     #[command(subcommand, hide = true)]
     Docs(DocsCommand),
@@ -683,6 +690,14 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request's headers (HTTP/1.1).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub header_read_timeout: u64,
+    /// A file holding the bearer token that opens `/metrics` on the main listener (at least 16
+    /// characters); without it the main listener serves no `/metrics`.
+    #[arg(long, env = "MLGATE_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Also serve `/metrics` over plain HTTP on this address (keep it on loopback or a
+    /// monitoring network; it requires the token too when --metrics-token-file is given).
+    #[arg(long, env = "MLGATE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The log's format (the filter is MLGATE_LOG, e.g. `info` or `mlgate_server=debug`).
     #[arg(long, value_enum, env = "MLGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -874,6 +889,42 @@ pub enum CredentialCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// The server's SQLite store when it is not the data directory's (`sqlite://PATH`).
+    #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// The backup file to write (must not exist; written with mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Put the master key into the backup, wrapped under a passphrase (argon2id, AES-256-GCM).
+    #[arg(long)]
+    pub with_master_key: bool,
+    /// A file holding the passphrase (else MLGATE_BACKUP_PASSPHRASE, else asked for).
+    #[arg(long, value_name = "FILE", requires = "with_master_key")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file to read.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The new data directory (must not exist or be empty).
+    #[command(flatten)]
+    pub dir: DataDir,
+    /// A copy of the backed-up server's master.key (else MLGATE_MASTER_KEY, else the
+    /// backup's wrapped key and its passphrase).
+    #[arg(long, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// A file holding the passphrase of a --with-master-key backup (else
+    /// MLGATE_BACKUP_PASSPHRASE, else asked for).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
 // The server's data directory.
 #[derive(Debug, Args)]
 pub struct DataDir {
@@ -922,6 +973,16 @@ pub enum TlsCommand {
         /// Leave the browsers' NSS database alone.
         #[arg(long)]
         no_nss: bool,
+    },
+    /// Issue a new server certificate under the local CA (clients keep trusting it); a
+    /// running server picks it up on SIGHUP (`systemctl reload mlgate`).
+    Renew {
+        #[command(flatten)]
+        dir: DataDir,
+        /// A host name or address the certificate names besides localhost, 127.0.0.1 and ::1
+        /// (the public URL's host).
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Print how to trust the local CA, without changing anything.
     Show {

@@ -89,6 +89,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Entry scripts are confined by this same binary's `sandbox-exec`.
     config.sandbox_launcher = std::env::current_exe().ok();
     config.trusted_proxies = args.trusted_proxies;
+    if let Some(file) = &args.metrics_token_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading --metrics-token-file {}", file.display()))?;
+        let token = mlgate_server::metrics::MetricsToken::new(&text)
+            .map_err(|e| anyhow::anyhow!("--metrics-token-file {}: {e}", file.display()))?;
+        config.metrics_token = Some(token);
+    }
+    config.metrics_listen = args.metrics_listen;
+    // Benchmarks only (bench/metrics.sh): the "metrics off" side of a paired comparison.
+    config.bench_disable_metrics = std::env::var_os("MLGATE_BENCH_DISABLE_METRICS").is_some();
     config.limits = mlgate_server::net::ConnectionLimits {
         max_connections: args.max_connections as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),
@@ -121,8 +131,39 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             show_generated_password(&data_dir, pw)?;
         }
     }
+    if let Some(m) = server.metrics_url() {
+        println!("metrics at {m}/metrics");
+    }
+    if let Some(reloader) = server.cert_reloader() {
+        tokio::spawn(reload_tls_on_sighup(reloader));
+    }
     tracing::info!(url = %s.url, tls = s.url.starts_with("https"), "serving");
     server.run(shutdown_signal()).await
+}
+
+/// `SIGHUP` reloads the certificate and key files: new handshakes use them, open connections
+/// keep theirs; files that do not load leave the current certificate serving.
+async fn reload_tls_on_sighup(reloader: Arc<mlgate_server::tls::CertReloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS files reload only at restart");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let (cert, key) = reloader.files();
+        match reloader.reload() {
+            Ok(()) => tracing::info!(cert = %cert.display(), "SIGHUP: TLS certificate reloaded"),
+            Err(e) => tracing::error!(
+                cert = %cert.display(),
+                key = %key.display(),
+                error = format!("{e:#}"),
+                "SIGHUP: the TLS files did not load; still serving the previous certificate"
+            ),
+        }
+    }
 }
 
 /// The generated administrator password goes to a person, never to log storage: printed when

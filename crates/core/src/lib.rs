@@ -23,6 +23,8 @@
 //!   model registry, web services (their configurations, keys and tokens), the scoring gate,
 //!   resource groups and workspaces, access control and its engine.
 //! - [`error`]: the one error type of the management use cases.
+//! - [`escrow`]: the master key wrapped under a passphrase (argon2id + AES-256-GCM) for backups.
+//! - [`telemetry`]: lock-free latency histograms the layers record into for `/metrics`.
 //!
 //! Layering invariant: this crate never names axum, hyper or sqlx. The server maps its errors to
 //! responses; the store crate fills its traits.
@@ -36,6 +38,7 @@ pub mod code;
 pub mod directory;
 pub mod endpoints;
 pub mod error;
+pub mod escrow;
 pub mod first_party;
 pub mod ids;
 pub mod keys;
@@ -50,6 +53,7 @@ pub mod scoring;
 pub mod secrets;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod tokens;
 
 pub use error::Error;

@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     // The same TLS configuration mlgate serves (rustls over aws-lc, h2 and http/1.1 by ALPN).
-    let tls = mlgate_server::tls::server_config(args[4].as_ref(), args[5].as_ref())?;
+    let (tls, _reloader) = mlgate_server::tls::server_config(args[4].as_ref(), args[5].as_ref())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
         let (tcp, _) = listener.accept().await?;

@@ -22,6 +22,7 @@ pub mod deployments;
 pub mod drain;
 pub mod error;
 pub mod follower;
+pub mod metrics;
 pub mod net;
 pub mod routes;
 pub mod state;
@@ -103,9 +104,19 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connection cap and timeouts (`--max-connections`, `--idle-timeout`, ...).
     pub limits: net::ConnectionLimits,
+    /// The bearer credential that opens `/metrics` on the main listener
+    /// (`--metrics-token-file`); without it the main listener has no `/metrics`.
+    pub metrics_token: Option<metrics::MetricsToken>,
+    /// A separate plain-HTTP listener serving only `/metrics` (`--metrics-listen`); it
+    /// requires `metrics_token` too when one is set.
+    pub metrics_listen: Option<SocketAddr>,
     /// Benchmarks set this to measure what authorization costs; the binary never does.
     #[doc(hidden)]
     pub bench_disable_authorization: bool,
+    /// Benchmarks set this (`MLGATE_BENCH_DISABLE_METRICS=1`) to measure what recording
+    /// metrics costs.
+    #[doc(hidden)]
+    pub bench_disable_metrics: bool,
 }
 
 impl ServerConfig {
@@ -126,6 +137,7 @@ impl ServerConfig {
             reconcile_interval: StdDuration::from_secs(30),
             extra_resources: Vec::new(),
             bench_disable_authorization: false,
+            bench_disable_metrics: false,
             python: PathBuf::from("python3"),
             sandbox_launcher: None,
             allow_unconfined_entry_scripts: false,
@@ -133,6 +145,8 @@ impl ServerConfig {
             service_token_lifetime: Duration::hours(1),
             limits: net::ConnectionLimits::default(),
             trusted_proxies: Vec::new(),
+            metrics_token: None,
+            metrics_listen: None,
         }
     }
 }
@@ -226,6 +240,9 @@ pub struct Server {
     app: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     connections: net::Connections,
+    /// `--metrics-listen`: its listener and router.
+    metrics_listener: Option<(std::net::TcpListener, Router)>,
+    cert_reloader: Option<Arc<tls::CertReloader>>,
     state: AppState,
     key_reload_interval: StdDuration,
     follow: (StdDuration, StdDuration),
@@ -296,6 +313,10 @@ impl Server {
                     .context("loading the local certificate")?;
                 (Some(cfg), Some(files.ca))
             }
+        };
+        let (tls, cert_reloader) = match tls {
+            Some((cfg, reloader)) => (Some(cfg), Some(reloader)),
+            None => (None, None),
         };
 
         let directory =
@@ -377,6 +398,12 @@ impl Server {
             }
         }
         let serving = Arc::new(mlgate_serving::ServingHost::new());
+        let connections = net::Connections::new(config.limits);
+        let mut metrics = metrics::Metrics::new(serving.clone(), connections.clone());
+        if config.bench_disable_metrics {
+            metrics = metrics.without_recording();
+        }
+        let metrics = Arc::new(metrics);
         let mut protected = Vec::new();
         if let TlsMode::Files { cert, key } = &config.tls {
             protected.push(cert.clone());
@@ -415,8 +442,27 @@ impl Server {
             secure_cookies: url.starts_with("https://"),
             trusted_proxies: config.trusted_proxies.clone().into(),
             console: Arc::default(),
+            metrics: metrics.clone(),
         };
         let mut app = routes::router(state.clone());
+        let exposition =
+            metrics::Exposition { metrics: metrics.clone(), token: config.metrics_token.clone() };
+        if config.metrics_token.is_some() {
+            // Outside the access log and the request metrics: a scrape is not traffic.
+            app = app.route(
+                "/metrics",
+                axum::routing::get(metrics::scrape).with_state(exposition.clone()),
+            );
+        }
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+                l.set_nonblocking(true)?;
+                Some((l, metrics::router(exposition)))
+            }
+            None => None,
+        };
         if tls.is_some() {
             app = app.layer(axum::middleware::map_response(strict_transport_security));
         }
@@ -425,7 +471,9 @@ impl Server {
             listener,
             app,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
-            connections: net::Connections::new(config.limits),
+            connections,
+            metrics_listener,
+            cert_reloader,
             state,
             key_reload_interval: config.key_reload_interval,
             follow: (config.change_poll_interval, config.reconcile_interval),
@@ -435,6 +483,17 @@ impl Server {
 
     pub fn url(&self) -> &str {
         &self.startup.url
+    }
+
+    /// Reloads the TLS certificate files (what `SIGHUP` does); `None` on plain HTTP.
+    pub fn cert_reloader(&self) -> Option<Arc<tls::CertReloader>> {
+        self.cert_reloader.clone()
+    }
+
+    /// `http://addr` of the `--metrics-listen` listener, when there is one.
+    pub fn metrics_url(&self) -> Option<String> {
+        let (l, _) = self.metrics_listener.as_ref()?;
+        l.local_addr().ok().map(|a| format!("http://{a}"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -471,13 +530,37 @@ impl Server {
         let (poll, reconcile) = self.follow;
         let follower =
             tokio::spawn(follower::Follower::new(self.state.clone(), poll, reconcile).run());
+        // The metrics listener: plain HTTP, its own small connection cap, same deadlines.
+        let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+        let metrics_task = match self.metrics_listener {
+            Some((l, router)) => {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                let limits = net::ConnectionLimits {
+                    max_connections: METRICS_MAX_CONNECTIONS,
+                    ..self.connections.limits()
+                };
+                let mut stopped = metrics_stopped;
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                Some(tokio::spawn(net::Connections::new(limits).serve(l, None, router, until)))
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let served = self.connections.serve(listener, self.tls, self.app, shutdown).await;
+        let _ = metrics_stop.send(true);
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         reloader.abort();
         follower.abort();
         served.context("serving")
     }
 }
+
+/// Connections at most on the `--metrics-listen` address (scrapers are few).
+const METRICS_MAX_CONNECTIONS: usize = 32;
 
 /// HSTS on every HTTPS response: a browser that reached the server over TLS once never falls
 /// back to plain HTTP for it (RFC 6797). Plain-HTTP servers (behind a proxy) leave it to the

@@ -237,6 +237,11 @@ impl Connections {
         self.registry.cap
     }
 
+    /// The limits it was made with.
+    pub fn limits(&self) -> ConnectionLimits {
+        self.limits
+    }
+
     /// Serves `app` on `listener` until `shutdown` resolves, then drains for up to [`DRAIN`].
     pub async fn serve(
         self,

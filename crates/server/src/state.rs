@@ -41,4 +41,6 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// The web console's signed-in sessions (this process's).
     pub console: Arc<crate::web::console::session::Sessions>,
+    /// What `/metrics` shows (requests, tokens, scoring, sign-in failures).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -79,7 +79,19 @@ pub fn ensure_local_ca(dir: &Path, extra_host: Option<&str>) -> Result<TlsFiles>
         key
     };
     let issuer = Issuer::new(params, ca_key);
+    let (cert, key) = issue_server_certificate(&issuer, extra_host)?;
+    write_file(&files.key, &key, 0o600)?;
+    write_file(&files.cert, &cert, 0o644)?;
+    Ok(files)
+}
 
+/// A new server certificate and key (PEM) signed by the local CA: 825 days, the loopback
+/// names and `extra_host`.
+#[allow(clippy::disallowed_methods, reason = "certificates are valid from the wall-clock time")]
+fn issue_server_certificate(
+    issuer: &Issuer<'_, KeyPair>,
+    extra_host: Option<&str>,
+) -> Result<(String, String)> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if let Some(h) = extra_host.filter(|h| !names.iter().any(|n| n == h)) {
         names.push(h.to_string());
@@ -95,28 +107,112 @@ pub fn ensure_local_ca(dir: &Path, extra_host: Option<&str>) -> Result<TlsFiles>
     p.not_before = now - Duration::days(1);
     p.not_after = now + Duration::days(825);
     let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?;
-    write_file(&files.key, &key.serialize_pem(), 0o600)?;
-    write_file(&files.cert, &cert.pem(), 0o644)?;
+    let cert = p.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// `mlgate tls renew`: a new server certificate under the existing local CA (which clients
+/// already trust), for `host` besides the loopback names. The new files are renamed over the
+/// old ones, so a server reloading them (SIGHUP) never reads half a file.
+pub fn renew_local_certificate(dir: &Path, host: Option<&str>) -> Result<TlsFiles> {
+    let files = TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server-key.pem"),
+    };
+    let ca_key_path = dir.join("ca-key.pem");
+    if !files.ca.is_file() || !ca_key_path.is_file() {
+        anyhow::bail!(
+            "{} holds no local CA (ca.pem and ca-key.pem): the server makes one at its first \
+             start without --tls-cert",
+            dir.display()
+        );
+    }
+    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_path)?)?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let (cert, key) = issue_server_certificate(&issuer, host)?;
+    let (tmp_cert, tmp_key) = (dir.join(".server.pem.new"), dir.join(".server-key.pem.new"));
+    write_file(&tmp_key, &key, 0o600)?;
+    write_file(&tmp_cert, &cert, 0o644)?;
+    fs::rename(&tmp_key, &files.key)?;
+    fs::rename(&tmp_cert, &files.cert)?;
     Ok(files)
 }
 
-/// A rustls server configuration from PEM files (certificate chain, private key), offering
-/// HTTP/2 and HTTP/1.1 by ALPN.
-pub fn server_config(cert: &Path, key: &Path) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+/// The certificate the server presents, swappable while it runs: `SIGHUP` makes `serve` call
+/// [`CertReloader::reload`], which reads the files again and, when they make a valid
+/// certificate and key pair, serves them to every new handshake (connections already open
+/// keep theirs). A file that does not load leaves the current certificate in place.
+#[derive(Debug)]
+pub struct CertReloader {
+    cert: PathBuf,
+    key: PathBuf,
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+}
+
+impl CertReloader {
+    /// Reads the files again; on success new handshakes use them.
+    pub fn reload(&self) -> Result<()> {
+        let loaded = load_certified_key(&self.cert, &self.key)?;
+        self.current.store(std::sync::Arc::new(loaded));
+        Ok(())
+    }
+
+    /// The certificate files.
+    pub fn files(&self) -> (&Path, &Path) {
+        (&self.cert, &self.key)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertReloader {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn load_certified_key(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("reading the certificate chain {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading the private key {}", key.display()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let certified =
+        rustls::sign::CertifiedKey::from_der(chain, key_der, &provider).with_context(|| {
+            format!(
+                "{} and {} do not make a certificate and key pair",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(certified)
+}
+
+/// A rustls server configuration from PEM files (certificate chain, private key), offering
+/// HTTP/2 and HTTP/1.1 by ALPN, with the handle that reloads the files.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<(std::sync::Arc<rustls::ServerConfig>, std::sync::Arc<CertReloader>)> {
+    let first = load_certified_key(cert, key)?;
+    let reloader = std::sync::Arc::new(CertReloader {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        current: arc_swap::ArcSwap::from_pointee(first),
+    });
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("the certificate and key do not make a TLS configuration")?;
+        .with_cert_resolver(reloader.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(std::sync::Arc::new(config))
+    Ok((std::sync::Arc::new(config), reloader))
 }

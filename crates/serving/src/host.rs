@@ -68,6 +68,8 @@ enum Models {
 struct Running {
     models: Models,
     next: AtomicUsize,
+    /// The admission semaphore's size.
+    capacity: usize,
     limits: Limits,
     /// Requests in the service (running or waiting): its permits bound how many it holds.
     admission: Arc<Semaphore>,
@@ -82,6 +84,7 @@ impl Running {
         Self {
             models,
             next: AtomicUsize::new(0),
+            capacity: slots + queue,
             limits,
             admission: Arc::new(Semaphore::new(slots + queue)),
             body_memory: Arc::new(Semaphore::new((body_bytes / BODY_UNIT) as usize)),
@@ -101,6 +104,20 @@ pub struct Admission {
 fn pick(n: usize, next: &AtomicUsize, has_capacity: impl Fn(usize) -> bool) -> usize {
     let start = next.fetch_add(1, Ordering::Relaxed) % n.max(1);
     (0..n).map(|i| (start + i) % n).find(|&i| has_capacity(i)).unwrap_or(start)
+}
+
+/// What `/metrics` shows of one running service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLoad {
+    pub name: String,
+    pub replicas: usize,
+    /// Replicas able to take a request (an entry-script replica with every worker dead and
+    /// being replaced is not).
+    pub healthy_replicas: usize,
+    /// Requests admitted and not yet answered (running or waiting for a worker).
+    pub in_flight: usize,
+    /// How many it may hold at once (worker slots plus the queue).
+    pub capacity: usize,
 }
 
 #[derive(Default)]
@@ -157,6 +174,31 @@ impl ServingHost {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&name.to_ascii_lowercase())
+    }
+
+    /// Every running service's replicas and load, read when `/metrics` is scraped.
+    pub fn load(&self) -> Vec<ServiceLoad> {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<ServiceLoad> = running
+            .iter()
+            .map(|(name, r)| {
+                let (replicas, healthy_replicas) = match &r.models {
+                    Models::Onnx { replicas, .. } => (replicas.len(), replicas.len()),
+                    Models::Python { replicas } => {
+                        (replicas.len(), replicas.iter().filter(|p| p.alive_workers() > 0).count())
+                    }
+                };
+                ServiceLoad {
+                    name: name.clone(),
+                    replicas,
+                    healthy_replicas,
+                    in_flight: r.capacity.saturating_sub(r.admission.available_permits()),
+                    capacity: r.capacity,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Appends a line to the service's log (what `get-logs` shows).

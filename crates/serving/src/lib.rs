@@ -20,4 +20,4 @@ pub mod python;
 pub mod sandbox;
 
 pub use error::ServeError;
-pub use host::ServingHost;
+pub use host::{ServiceLoad, ServingHost};

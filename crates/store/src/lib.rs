@@ -18,6 +18,7 @@
 //! both backends.
 
 mod applications;
+pub mod backup;
 pub mod blobs;
 mod code;
 pub mod copy;

@@ -3,6 +3,7 @@
 
 mod account;
 mod ad;
+mod backup;
 mod interactive;
 mod keys;
 mod login;
@@ -42,6 +43,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Group { c, cmd } => ml::group(c.merged(b), cmd).await,
         Command::Ml { c, cmd } => ml::ml(c.merged(b), cmd).await,
         Command::Role { c, cmd } => role::run(c.merged(b), cmd).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
         Command::Docs(DocsCommand::Cli) => {
             print!("{}", crate::docs::cli_markdown());
             Ok(())

@@ -1,5 +1,6 @@
 //! `mlgate tls trust|show`: make this machine trust the local CA that `serve` made, so that
-//! curl, Python, browsers and the CLI accept the server's certificate without flags.
+//! curl, Python, browsers and the CLI accept the server's certificate without flags;
+//! `mlgate tls renew`: a new server certificate under the same CA.
 //!
 //! The system store takes the CA through the OS's own tool (`update-ca-certificates` on
 //! Debian and Ubuntu, `update-ca-trust` on Fedora and RHEL); Chromium and Firefox on Linux read
@@ -22,6 +23,20 @@ const FEDORA_ANCHORS: &str = "/etc/pki/ca-trust/source/anchors";
 
 pub fn run(cmd: TlsCommand) -> Result<()> {
     match cmd {
+        TlsCommand::Renew { dir, host } => {
+            let data_dir = dir.data_dir.unwrap_or_else(default_data_dir);
+            let files = mlgate_server::tls::renew_local_certificate(
+                &data_dir.join("tls"),
+                host.as_deref(),
+            )?;
+            println!(
+                "issued a new server certificate {} under the local CA {}; reload the server \
+                 (SIGHUP, `systemctl reload mlgate`) to serve it",
+                files.cert.display(),
+                files.ca.display()
+            );
+            Ok(())
+        }
         TlsCommand::Show { dir } => {
             let ca = ca_path(dir.data_dir, None)?;
             print!("{}", how_to_trust(&ca));

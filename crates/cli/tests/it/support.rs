@@ -70,6 +70,8 @@ pub struct TestServer {
     pub store_url: Option<String>,
     pub tenant_id: String,
     pub server_state: mlgate_server::state::AppState,
+    /// `http://addr` of the `--metrics-listen` listener, when configured.
+    pub metrics_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Last, so the folder outlives the server.
@@ -117,6 +119,7 @@ impl TestServer {
         let ca_pem = std::fs::read(&ca_file).unwrap_or_default();
         let tenant_id = server.state().authority.directory().tenants()[0].id.to_string();
         let server_state = server.state().clone();
+        let metrics_url = server.metrics_url();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
@@ -130,6 +133,7 @@ impl TestServer {
             store_url,
             tenant_id,
             server_state,
+            metrics_url,
             shutdown: Some(tx),
             task: Some(task),
             dir,

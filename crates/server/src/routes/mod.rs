@@ -146,13 +146,26 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/service/{name}/score", post(services::score))
         .fallback(json::not_found)
         .layer(middleware::from_fn(crate::drain::drain_unread))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), access_log))
         .with_state(state)
 }
 
-/// One structured line per request. Only the route template is logged, never the query
-/// string, headers or body, which may carry secrets.
-async fn access_log(req: Request, next: Next) -> Response {
+/// The sign-in pages: a POST to one of them answered 401 or 429 is a failed sign-in.
+const SIGN_IN_PAGES: &[&str] = &[
+    "/{tenant}/oauth2/authorize",
+    "/{tenant}/oauth2/v2.0/authorize",
+    "/devicelogin",
+    "/devicelogin/signin",
+];
+
+/// One structured line per request, and its count and latency in `/metrics`. Only the route
+/// template is logged or counted, never the raw path, query string, headers or body, which
+/// may carry secrets (and would make the metrics' labels unbounded).
+async fn access_log(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -161,12 +174,21 @@ async fn access_log(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "<unmatched>".into());
     let resp = next.run(req).await;
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    metrics.http(&route, &method, status, took);
+    if method == axum::http::Method::POST
+        && (status == 401 || status == 429)
+        && SIGN_IN_PAGES.contains(&route.as_str())
+    {
+        metrics.sign_in_failure(crate::metrics::SignInFailure::Interactive);
+    }
     tracing::info!(
         target: "mlgate::access",
         %method,
         route,
-        status = resp.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        status,
+        micros = took.as_micros() as u64,
     );
     resp
 }

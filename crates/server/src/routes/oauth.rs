@@ -216,12 +216,22 @@ async fn token(
     let basic =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let used_basic = basic.is_some();
+    // An index into `metrics::GRANTS`; "unknown" until the form names a grant.
+    let mut grant = crate::metrics::GRANTS.len() - 1;
     let result = async {
         let bytes = read_body(req).await?;
         let request = parse_form(&bytes, basic.as_deref(), endpoint).map_err(OAuthFailure::new)?;
+        grant = match request.grant {
+            Grant::ClientCredentials => 0,
+            Grant::Password { .. } => 1,
+            Grant::RefreshToken { .. } => 2,
+            Grant::DeviceCode { .. } => 3,
+            Grant::AuthorizationCode { .. } => 4,
+        };
         state.authority.token(&tenant, request, source).await.map_err(OAuthFailure::new)
     }
     .await;
+    record_token_metrics(&state, grant, &result);
     match result {
         Ok(issued) => {
             let v1 = endpoint == Endpoint::V1;
@@ -244,6 +254,29 @@ async fn token(
             failure.correlation_id = correlation;
             failure.basic_challenge = used_basic;
             failure.into_response()
+        }
+    }
+}
+
+/// Counts the request by grant and result, and a failed client secret or password as a
+/// failed sign-in (AADSTS50053, refused before any password check, as locked).
+fn record_token_metrics<T>(state: &AppState, grant: usize, result: &Result<T, OAuthFailure>) {
+    use crate::metrics::SignInFailure;
+    let m = &state.metrics;
+    match result {
+        Ok(_) => m.token(grant, "success"),
+        Err(f) => {
+            m.token(grant, f.error.kind.as_str());
+            match f.error.kind {
+                OAuthErrorKind::InvalidClient => m.sign_in_failure(SignInFailure::ClientSecret),
+                OAuthErrorKind::InvalidGrant if grant == 1 && f.error.is_locked() => {
+                    m.sign_in_failure(SignInFailure::Locked)
+                }
+                OAuthErrorKind::InvalidGrant if grant == 1 => {
+                    m.sign_in_failure(SignInFailure::Password)
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -161,23 +161,31 @@ pub async fn score(
     State(state): State<AppState>,
     Path(name): Path<String>,
     req: Request,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let started = std::time::Instant::now();
+    let resp = score_request(&state, &name, req).await.into_response();
+    // Only a service found running is named in the metrics (the name is the caller's text).
+    let known = resp.status() != StatusCode::NOT_FOUND || state.serving.is_running(&name);
+    state.metrics.scoring(&name, known, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn score_request(state: &AppState, name: &str, req: Request) -> Result<Response, ApiError> {
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    state.services.gate().check(&name, authorization).map_err(ApiError::Scoring)?;
+    state.services.gate().check(name, authorization).map_err(ApiError::Scoring)?;
     let body_len = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let admitted =
-        state.serving.admit(&name, body_len).map_err(|e| serve_error(&state, &name, e))?;
+    let admitted = state.serving.admit(name, body_len).map_err(|e| serve_error(state, name, e))?;
     let bytes =
         to_bytes(req.into_body(), MAX_SCORE_BODY).await.map_err(|_| ApiError::PayloadTooLarge)?;
     let request: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("The request body is not JSON: {e}")))?;
     match state.serving.score(admitted, request).await {
         Ok(v) => Ok(Json(v).into_response()),
-        Err(e) => Err(serve_error(&state, &name, e)),
+        Err(e) => Err(serve_error(state, name, e)),
     }
 }
 

@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -92,6 +93,8 @@ pub struct PythonService {
     cfg: PythonConfig,
     idle: Arc<Mutex<Vec<Worker>>>,
     permits: Arc<Semaphore>,
+    /// Workers alive (a dead one is subtracted until its replacement is up), for `/metrics`.
+    alive: Arc<AtomicUsize>,
 }
 
 impl PythonService {
@@ -102,7 +105,8 @@ impl PythonService {
             workers.push(spawn_worker(&cfg).await?);
         }
         let permits = Arc::new(Semaphore::new(workers.len()));
-        Ok(Self { cfg, idle: Arc::new(Mutex::new(workers)), permits })
+        let alive = Arc::new(AtomicUsize::new(workers.len()));
+        Ok(Self { cfg, idle: Arc::new(Mutex::new(workers)), permits, alive })
     }
 
     /// Starts a worker in place of a dead one. The dead worker's permit was forgotten, so
@@ -110,11 +114,14 @@ impl PythonService {
     /// failing; the replacement brings the permit back.
     fn replace_in_background(&self) {
         let (cfg, idle, permits) = (self.cfg.clone(), self.idle.clone(), self.permits.clone());
+        let alive = self.alive.clone();
+        alive.fetch_sub(1, Ordering::Relaxed);
         tokio::spawn(async move {
             match spawn_worker(&cfg).await {
                 Ok(w) => {
                     (cfg.log)("worker restarted");
                     idle.lock().await.push(w);
+                    alive.fetch_add(1, Ordering::Relaxed);
                     permits.add_permits(1);
                 }
                 Err(e) => (cfg.log)(&format!("worker restart failed: {e}")),
@@ -125,6 +132,11 @@ impl PythonService {
     /// Whether a request would find a free worker now.
     pub fn has_capacity(&self) -> bool {
         self.permits.available_permits() > 0
+    }
+
+    /// Workers alive now.
+    pub fn alive_workers(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
     }
 
     /// How many requests this replica runs at once.

@@ -12,6 +12,7 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use std::str::FromStr;
+use std::time::Instant;
 
 use mlgate_core::ids::{
     AppId, GrantFamilyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SecretId, SubscriptionId,
@@ -22,6 +23,41 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{AssertSqlSafe, Decode, Postgres, Row as _, SqlSafeStr, SqlStr, Sqlite, Type};
 use time::OffsetDateTime;
+
+/// How long the store's statements take, process-wide (every store this process opened):
+/// reads (`SELECT`s outside a write transaction), writes (single statements outside one),
+/// beginning a write transaction (for SQLite: waiting for its one write lock) and committing
+/// one (the fsync). The server's `/metrics` reads them.
+pub mod timing {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use mlgate_core::telemetry::LatencyHistogram;
+
+    static RECORDING: AtomicBool = AtomicBool::new(true);
+
+    /// Benchmarks turn the timing off to measure what it costs.
+    #[doc(hidden)]
+    pub fn set_recording(on: bool) {
+        RECORDING.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn observe(h: &LatencyHistogram, started: Instant) {
+        if RECORDING.load(Ordering::Relaxed) {
+            h.observe(started.elapsed());
+        }
+    }
+
+    pub static READ: LatencyHistogram = LatencyHistogram::new();
+    pub static WRITE: LatencyHistogram = LatencyHistogram::new();
+    pub static BEGIN: LatencyHistogram = LatencyHistogram::new();
+    pub static COMMIT: LatencyHistogram = LatencyHistogram::new();
+
+    /// `(operation label, histogram)` for each.
+    pub fn all() -> [(&'static str, &'static LatencyHistogram); 4] {
+        [("read", &READ), ("write", &WRITE), ("begin", &BEGIN), ("commit", &COMMIT)]
+    }
+}
 
 /// One bound argument.
 #[derive(Debug, Clone)]
@@ -240,6 +276,15 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// The refusal to open a store whose schema a newer mlgate migrated (a downgrade).
+pub(crate) fn newer_schema(found: i64, known: i64) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the store's schema is at version {found}, made by a newer mlgate (this one knows up to \
+         {known}): downgrades are refused; run the newer binary, or restore a backup taken \
+         before the upgrade"
+    ))
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -264,17 +309,23 @@ impl Db {
 
     /// Runs one statement; returns the rows it changed.
     pub async fn exec(&self, sql: &'static str, args: Vec<Val>) -> StoreResult<u64> {
-        match self {
+        let started = Instant::now();
+        let r = match self {
             Db::Sqlite(p) => sqlite::exec(p, sql.into_sql_str(), args).await,
             Db::Pg(p) => postgres::exec(p, sql.into_sql_str(), args).await,
-        }
+        };
+        timing::observe(&timing::WRITE, started);
+        r
     }
 
     pub async fn opt(&self, sql: &'static str, args: Vec<Val>) -> StoreResult<Option<Row>> {
-        Ok(match self {
+        let started = Instant::now();
+        let r = match self {
             Db::Sqlite(p) => sqlite::opt(p, sql.into_sql_str(), args).await?.map(Row::Sqlite),
             Db::Pg(p) => postgres::opt(p, sql.into_sql_str(), args).await?.map(Row::Pg),
-        })
+        };
+        timing::observe(&timing::READ, started);
+        Ok(r)
     }
 
     pub async fn all(&self, sql: &'static str, args: Vec<Val>) -> StoreResult<Vec<Row>> {
@@ -288,22 +339,28 @@ impl Db {
     }
 
     async fn all_sql(&self, sql: SqlStr, args: Vec<Val>) -> StoreResult<Vec<Row>> {
-        Ok(match self {
+        let started = Instant::now();
+        let rows = match self {
             Db::Sqlite(p) => {
                 sqlite::all(p, sql, args).await?.into_iter().map(Row::Sqlite).collect()
             }
             Db::Pg(p) => postgres::all(p, sql, args).await?.into_iter().map(Row::Pg).collect(),
-        })
+        };
+        timing::observe(&timing::READ, started);
+        Ok(rows)
     }
 
     /// Begins a write transaction: SQLite takes its one write lock at once (`BEGIN
     /// IMMEDIATE`, so a reader never has to upgrade and fail), PostgreSQL runs at READ
     /// COMMITTED and serialises through [`Tx::lock`] and [`Tx::lock_rows`].
     pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(match self {
+        let started = Instant::now();
+        let tx = match self {
             Db::Sqlite(p) => Tx::Sqlite(sqlite::begin(p).await?),
             Db::Pg(p) => Tx::Pg(p.begin().await.map_err(map_err)?),
-        })
+        };
+        timing::observe(&timing::BEGIN, started);
+        Ok(tx)
     }
 
     pub async fn close(&self) {
@@ -377,9 +434,12 @@ impl Tx {
     }
 
     pub async fn commit(self) -> StoreResult<()> {
-        match self {
+        let started = Instant::now();
+        let r = match self {
             Tx::Sqlite(t) => t.commit().await.map_err(map_err),
             Tx::Pg(t) => t.commit().await.map_err(map_err),
-        }
+        };
+        timing::observe(&timing::COMMIT, started);
+        r
     }
 }

@@ -101,6 +101,15 @@ async fn apply(conn: &mut sqlx::PgConnection) -> StoreResult<()> {
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;
+    // A store a newer mlgate migrated is refused: this binary does not know its tables.
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if let Some(v) = newest.filter(|v| *v > known) {
+        return Err(super::newer_schema(v, known));
+    }
     for (version, sql) in MIGRATIONS {
         let done: Option<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")

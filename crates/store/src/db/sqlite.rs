@@ -98,6 +98,15 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<()> {
     .execute(pool)
     .await
     .map_err(map_err)?;
+    // A store a newer mlgate migrated is refused: this binary does not know its tables.
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if let Some(v) = newest.filter(|v| *v > known) {
+        return Err(super::newer_schema(v, known));
+    }
     for (version, sql) in MIGRATIONS {
         let mut tx = begin(pool).await?;
         let done: Option<i64> =
