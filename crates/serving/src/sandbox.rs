@@ -451,8 +451,16 @@ fn drop_capabilities() -> Result<(), String> {
     for bit in 0..64 {
         let cap = CapabilitySet::from_bits_retain(1 << bit);
         if rustix::thread::capability_is_in_bounding_set(cap).unwrap_or(false) {
-            rustix::thread::remove_capability_from_bounding_set(cap)
-                .map_err(|e| fail("the capability bounding set", e))?;
+            match rustix::thread::remove_capability_from_bounding_set(cap) {
+                Ok(()) => {}
+                // A server that is not root (the systemd unit's `mlgate` user, or anyone's
+                // shell) lacks CAP_SETPCAP and cannot shrink the bounding set. It has no need
+                // to: the set only bounds what an exec may gain, and a non-root process under
+                // no_new_privs (set by `restrict`, before the exec) gains nothing from setuid
+                // or file capabilities. Root can always drop it, so root never takes this path.
+                Err(rustix::io::Errno::PERM) if !rustix::process::geteuid().is_root() => break,
+                Err(e) => return Err(fail("the capability bounding set", e)),
+            }
         }
     }
     rustix::thread::clear_ambient_capability_set().map_err(|e| fail("ambient capabilities", e))?;

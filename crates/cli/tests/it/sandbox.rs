@@ -252,3 +252,44 @@ async fn without_confinement_entry_scripts_do_not_run_unless_the_operator_opts_o
     // The environment is cleared even then.
     assert!(r["env"].as_array().unwrap().iter().all(|k| k != "CARGO_MANIFEST_DIR"));
 }
+
+/// A server that is not root (the systemd unit's `mlgate` user) cannot shrink the capability
+/// bounding set; the launcher must still confine, not fail. Run as nobody through `setpriv`
+/// (needs root to switch users; skipped, loudly, elsewhere).
+#[test]
+fn the_launcher_confines_when_the_server_is_not_root() {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root || !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("SKIPPED: needs root and /usr/bin/setpriv to run the launcher as nobody");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mlgate-nonroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("mlgate");
+    std::fs::copy(env!("CARGO_BIN_EXE_mlgate"), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["sandbox-exec", "--read", "/usr", "--read", "/lib", "--read", "/lib64"])
+        .args(["--read", "/bin", "--workdir"])
+        .arg(&dir)
+        .args(["--", "/bin/sh", "-c", "id -u; cat /etc/hostname && echo READ; true"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("65534"), "{stdout}");
+    assert!(!stdout.contains("READ"), "outside the policy was readable: {stdout}");
+    // The control: the same command unconfined reads the file, so the denial is the sandbox's.
+    let control = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c"])
+        .arg("cat /etc/hostname && echo READ")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&control.stdout).contains("READ"));
+    std::fs::remove_dir_all(&dir).ok();
+}
