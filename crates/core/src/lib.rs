@@ -16,6 +16,8 @@
 //! - [`applications`]: Graph's application objects beside their service principals (`az ad`).
 //! - [`endpoints`], [`code`]: the Azure ML SDK v2's online endpoints over the same web
 //!   services, and the code assets (source folders) their deployments run.
+//! - [`activity`], [`signins`]: the activity log (management writes, in the same transaction)
+//!   and the sign-in log (every grant and sign-in, batched by the server).
 //! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
 //! - [`error`]: the one error type of the management use cases.
 //!
@@ -23,6 +25,7 @@
 //! responses; the store crate fills its traits.
 
 pub mod access;
+pub mod activity;
 pub mod applications;
 pub mod authority;
 pub mod changes;
@@ -43,6 +46,7 @@ pub mod resources;
 pub mod scoring;
 pub mod secrets;
 pub mod services;
+pub mod signins;
 pub mod store;
 pub mod tokens;
 
