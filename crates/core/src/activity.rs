@@ -79,6 +79,19 @@ pub struct ActivityRecord {
 }
 
 impl ActivityRecord {
+    /// Sets the resource id, and the subscription and resource group it lies in.
+    pub fn set_scope(&mut self, scope: &str) {
+        self.scope = scope.to_string();
+        let seg: Vec<&str> = scope.split('/').collect();
+        let at = |i: usize, w: &str| seg.get(i).is_some_and(|s| s.eq_ignore_ascii_case(w));
+        self.subscription_id = at(1, "subscriptions")
+            .then(|| seg.get(2).filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()))
+            .flatten();
+        self.resource_group = (self.subscription_id.is_some() && at(3, "resourceGroups"))
+            .then(|| seg.get(4).filter(|s| !s.is_empty()).map(|s| s.to_string()))
+            .flatten();
+    }
+
     /// Fills in who is calling.
     pub fn set_caller(&mut self, p: &Principal) {
         self.tenant_id = Some(p.tenant_id);
@@ -162,7 +175,7 @@ pub fn set_operation(operation: &str, scope: Option<&str>) {
     with(|pending| {
         pending.record.operation = operation.to_string();
         if let Some(s) = scope {
-            pending.record.scope = s.to_string();
+            pending.record.set_scope(s);
         }
     });
 }

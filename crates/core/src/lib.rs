@@ -39,6 +39,7 @@ pub mod keys;
 pub mod lockout;
 pub mod model;
 pub mod models;
+pub mod monitor;
 pub mod password;
 pub mod principal;
 pub mod rbac;

@@ -39,4 +39,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Reading the activity and sign-in logs.
+    pub monitor: Arc<mlgate_core::monitor::Monitor>,
+    /// The sign-in log's writer (batched, off the request path).
+    pub signins: crate::audit::SignInLog,
 }

@@ -14,6 +14,7 @@ pub mod json;
 pub mod metadata;
 pub mod mms;
 pub mod models;
+pub mod monitor;
 pub mod oauth;
 pub mod odata;
 pub mod online;
@@ -118,6 +119,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
         .route("/api/v1/tenants", get(directory::list_tenants).post(directory::create_tenant))
         .route("/api/v1/tenants/members", post(directory::add_member))
+        .route("/api/v1/signIns", get(monitor::list_sign_ins))
         // What Microsoft's own clients discover and call (az, azureml-core): cloud metadata,
         // the AD FS-shaped sign-in documents, Graph, and Azure ML model management.
         .route("/metadata/endpoints", get(metadata::endpoints))
@@ -144,6 +146,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/service/{name}/score", post(services::score))
         .fallback(json::not_found)
         .layer(middleware::from_fn(crate::drain::drain_unread))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::record_activity))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
