@@ -89,6 +89,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Entry scripts are confined by this same binary's `sandbox-exec`.
     config.sandbox_launcher = std::env::current_exe().ok();
     config.trusted_proxies = args.trusted_proxies;
+    config.log_retention = mlgate_server::audit::Retention {
+        activity: time::Duration::days(args.activity_retention_days),
+        sign_ins: time::Duration::days(args.signin_retention_days),
+    };
+    config.signin_log = args.signin_log == crate::cli::Switch::On;
     config.limits = mlgate_server::net::ConnectionLimits {
         max_connections: args.max_connections as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),

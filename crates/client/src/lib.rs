@@ -5,6 +5,8 @@
 //! the OAuth error or the API's stable code.
 
 pub mod models;
+pub use monitor::LogPage;
+mod monitor;
 mod rbac;
 mod resources;
 mod services;

@@ -50,5 +50,6 @@ pub mod services;
 pub mod signins;
 pub mod store;
 pub mod tokens;
+pub mod users;
 
 pub use error::Error;

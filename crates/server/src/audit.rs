@@ -43,14 +43,8 @@ pub struct Operation {
 }
 
 /// POST actions under ARM and model management (everything else POSTed there creates).
-const ACTIONS: &[&str] = &[
-    "listKeys",
-    "regenerateKeys",
-    "token",
-    "startPendingUpload",
-    "getLogs",
-    "listSecrets",
-];
+const ACTIONS: &[&str] =
+    &["listKeys", "regenerateKeys", "token", "startPendingUpload", "getLogs", "listSecrets"];
 
 /// The operation a request performs, or `None` when it is not recorded (reads other than keys
 /// and tokens, the token endpoints and sign-in pages, scoring, uploads through signed URLs).
@@ -274,7 +268,10 @@ impl SignInLog {
                 batch.clear();
                 let now = seen.load(Ordering::Relaxed);
                 if now > reported {
-                    tracing::warn!(dropped = now - reported, "sign-in log queue full; records dropped");
+                    tracing::warn!(
+                        dropped = now - reported,
+                        "sign-in log queue full; records dropped"
+                    );
                     reported = now;
                 }
             }
@@ -301,8 +298,61 @@ impl SignInLog {
     }
 }
 
+/// What a sign-in record says about one attempt, before it is known how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    pub tenant: Option<mlgate_core::ids::TenantId>,
+    pub grant: &'static str,
+    pub interactive: bool,
+    pub client_id: Option<String>,
+    pub app_display_name: Option<String>,
+    /// The user name as typed, or the signed-in user's.
+    pub username: Option<String>,
+    pub user_id: Option<String>,
+    pub service_principal_id: Option<String>,
+    pub resource: Option<String>,
+}
+
+impl Attempt {
+    /// The record of this attempt: `error` is `(AADSTS code, description)` for a failure.
+    pub fn record(
+        self,
+        at: time::OffsetDateTime,
+        client: std::net::IpAddr,
+        correlation_id: Option<String>,
+        error: Option<(u32, &str)>,
+    ) -> SignInRecord {
+        use mlgate_core::signins::clip;
+        SignInRecord {
+            id: Uuid::new_v4(),
+            at,
+            tenant_id: self.tenant,
+            user_id: self.user_id,
+            user_principal_name: self.username.map(|u| clip(&u, 128)),
+            app_id: self.client_id.map(|c| clip(&c, 64)),
+            app_display_name: self.app_display_name,
+            service_principal_id: self.service_principal_id,
+            client_address: client.to_string(),
+            interactive: self.interactive,
+            grant: self.grant.to_string(),
+            resource: self.resource.map(|r| clip(&r, 256)),
+            error_code: error.map_or(0, |(c, _)| c),
+            failure_reason: error.map(|(_, d)| {
+                // `AADSTS50126: Error validating ...` -> the words alone.
+                let words = d.split_once(": ").filter(|(p, _)| p.starts_with("AADSTS"));
+                clip(words.map_or(d, |(_, w)| w), 256)
+            }),
+            correlation_id: correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
+        }
+    }
+}
+
 /// Deletes activity and sign-in records past their retention, now and then every hour.
-pub async fn prune(store: Arc<dyn Store>, clock: Arc<dyn mlgate_core::clock::Clock>, keep: Retention) {
+pub async fn prune(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn mlgate_core::clock::Clock>,
+    keep: Retention,
+) {
     let mut tick = tokio::time::interval(StdDuration::from_secs(3600));
     loop {
         tick.tick().await;

@@ -117,6 +117,10 @@ fn routes(state: AppState) -> Router {
             post(directory::reset_credential),
         )
         .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
+        .route(
+            "/api/v1/users/{id}",
+            get(directory::get_user).patch(directory::update_user).delete(directory::delete_user),
+        )
         .route("/api/v1/tenants", get(directory::list_tenants).post(directory::create_tenant))
         .route("/api/v1/tenants/members", post(directory::add_member))
         .route("/api/v1/signIns", get(monitor::list_sign_ins))

@@ -42,7 +42,9 @@ fn parse_time(v: &str) -> Result<OffsetDateTime, ApiError> {
     let v = v.trim();
     OffsetDateTime::parse(v, &Rfc3339)
         .or_else(|_| OffsetDateTime::parse(&format!("{v}Z"), &Rfc3339))
-        .map_err(|_| bad(format!("'{}' is not an ISO 8601 time", v.chars().take(40).collect::<String>())))
+        .map_err(|_| {
+            bad(format!("'{}' is not an ISO 8601 time", v.chars().take(40).collect::<String>()))
+        })
 }
 
 /// One `field op 'value'` clause of an OData `$filter` joined by `and`.
@@ -50,9 +52,11 @@ fn clauses(filter: &str) -> Result<Vec<(String, String, String)>, ApiError> {
     let mut out = Vec::new();
     let mut rest = filter.trim();
     while !rest.is_empty() {
-        let (field, after) = rest.split_once(char::is_whitespace).ok_or_else(|| bad("bad $filter"))?;
+        let (field, after) =
+            rest.split_once(char::is_whitespace).ok_or_else(|| bad("bad $filter"))?;
         let after = after.trim_start();
-        let (op, after) = after.split_once(char::is_whitespace).ok_or_else(|| bad("bad $filter"))?;
+        let (op, after) =
+            after.split_once(char::is_whitespace).ok_or_else(|| bad("bad $filter"))?;
         let after = after.trim_start();
         let body = after.strip_prefix('\'').ok_or_else(|| bad("$filter values are quoted"))?;
         // '' is a quote inside the value.
@@ -95,7 +99,12 @@ fn skip_token(token: &str) -> Result<(OffsetDateTime, Uuid), ApiError> {
     }
 }
 
-fn next_link(state: &AppState, path: &str, query: &HashMap<String, String>, token: String) -> String {
+fn next_link(
+    state: &AppState,
+    path: &str,
+    query: &HashMap<String, String>,
+    token: String,
+) -> String {
     let mut params: Vec<(&String, &String)> =
         query.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("$skipToken")).collect();
     params.sort();
@@ -120,9 +129,9 @@ fn event_json(r: &ActivityRecord) -> Value {
     let failed = r.status == ActivityStatus::Failed;
     let provider = r.operation.split('/').next().unwrap_or_default();
     let resource_type = r.operation.rsplit_once('/').map_or("", |(t, _)| t);
-    let resource_type = resource_type.strip_suffix("/action").map_or(resource_type, |t| {
-        t.rsplit_once('/').map_or(t, |(ty, _)| ty)
-    });
+    let resource_type = resource_type
+        .strip_suffix("/action")
+        .map_or(resource_type, |t| t.rsplit_once('/').map_or(t, |(ty, _)| ty));
     let mut claims = serde_json::Map::new();
     if let Some(id) = &r.caller_id {
         claims.insert(

@@ -216,12 +216,27 @@ async fn token(
     let basic =
         req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let used_basic = basic.is_some();
+    let mut attempt = None;
     let result = async {
         let bytes = read_body(req).await?;
         let request = parse_form(&bytes, basic.as_deref(), endpoint).map_err(OAuthFailure::new)?;
+        if state.signins.enabled() {
+            attempt = Some(sign_in_attempt(&state, &tenant, &request));
+        }
         state.authority.token(&tenant, request, source).await.map_err(OAuthFailure::new)
     }
     .await;
+    if let Some(a) = attempt {
+        let error = result.as_ref().err().map(|f| (f.error.code, f.error.description.as_str()));
+        // A device-code poll before the person signed in is not a sign-in.
+        if !matches!(
+            result.as_ref().err().map(|f| f.error.kind),
+            Some(OAuthErrorKind::AuthorizationPending)
+        ) {
+            let now = state.authority.clock().now();
+            state.signins.record(a.record(now, source, correlation.clone(), error));
+        }
+    }
     match result {
         Ok(issued) => {
             let v1 = endpoint == Endpoint::V1;
@@ -245,6 +260,26 @@ async fn token(
             failure.basic_challenge = used_basic;
             failure.into_response()
         }
+    }
+}
+
+/// What the sign-in log records of a token request (never its secrets).
+fn sign_in_attempt(state: &AppState, tenant: &str, r: &TokenRequest) -> crate::audit::Attempt {
+    let (grant, username) = match &r.grant {
+        Grant::ClientCredentials => ("client_credentials", None),
+        Grant::Password { username, .. } => ("password", Some(username.clone())),
+        Grant::RefreshToken { .. } => ("refresh_token", None),
+        Grant::DeviceCode { .. } => ("device_code", None),
+        Grant::AuthorizationCode { .. } => ("authorization_code", None),
+    };
+    crate::audit::Attempt {
+        tenant: state.authority.directory().resolve_tenant(tenant).map(|t| t.id),
+        grant,
+        interactive: false,
+        client_id: r.client_id.clone(),
+        username,
+        resource: r.resource.clone().or_else(|| r.scope.clone()),
+        ..Default::default()
     }
 }
 
