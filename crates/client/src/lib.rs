@@ -1,7 +1,9 @@
 //! # mlgate-client: the Rust SDK
 //!
 //! A thin, typed client over `mlgate-proto`: token requests (OAuth v2 endpoint), the directory
-//! API and subscriptions. Errors decode the server's own error bodies, so callers can match on
+//! API, subscriptions, resource groups and workspaces, RBAC, models (`models`) and web
+//! services; [`workspace`] (config.json, service-principal and interactive authentication)
+//! and [`webservice`] (`Model::deploy`, `Webservice`) mirror the Azure ML SDK. Errors decode the server's own error bodies, so callers can match on
 //! the OAuth error or the API's stable code.
 
 pub mod models;

@@ -19,11 +19,10 @@ pub struct WorkspaceAddress {
 
 impl WorkspaceAddress {
     fn path(&self) -> String {
-        format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
-            enc(&self.subscription_id),
-            enc(&self.resource_group),
-            enc(&self.workspace)
+        mlgate_proto::arm::workspace_id(
+            &enc(&self.subscription_id),
+            &enc(&self.resource_group),
+            &enc(&self.workspace),
         )
     }
 }

@@ -8,15 +8,11 @@ use crate::{Client, Result, enc};
 const API_VERSION: &str = "2024-04-01";
 
 fn rg_path(sub: &str, rg: &str) -> String {
-    format!("/subscriptions/{}/resourceGroups/{}", enc(sub), enc(rg))
+    mlgate_proto::arm::resource_group_id(&enc(sub), &enc(rg))
 }
 
 fn ws_path(sub: &str, rg: &str, name: &str) -> String {
-    format!(
-        "{}/providers/Microsoft.MachineLearningServices/workspaces/{}",
-        rg_path(sub, rg),
-        enc(name)
-    )
+    mlgate_proto::arm::workspace_id(&enc(sub), &enc(rg), &enc(name))
 }
 
 impl Client {

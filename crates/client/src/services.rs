@@ -9,11 +9,11 @@ use crate::models::WorkspaceAddress;
 use crate::{Client, ClientError, Result, enc};
 
 fn path(ws: &WorkspaceAddress, name: Option<&str>) -> String {
-    let base = format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/services",
-        enc(&ws.subscription_id),
-        enc(&ws.resource_group),
-        enc(&ws.workspace)
+    let base = mlgate_proto::arm::workspace_child_id(
+        &enc(&ws.subscription_id),
+        &enc(&ws.resource_group),
+        &enc(&ws.workspace),
+        "services",
     );
     match name {
         Some(n) => format!("{base}/{}", enc(n)),

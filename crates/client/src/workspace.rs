@@ -79,6 +79,10 @@ impl ServicePrincipalAuthentication {
         Ok(resp.access_token)
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the SDK checks its cached token's expiry against the wall clock"
+    )]
     pub async fn token(&self, client: &Client) -> Result<String> {
         let now = time::OffsetDateTime::now_utc();
         if let Ok(guard) = self.cached.lock()
@@ -137,6 +141,10 @@ impl InteractiveLoginAuthentication {
         }
     }
 
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the SDK checks its cached token's expiry against the wall clock"
+    )]
     pub async fn token(&self, client: &Client) -> Result<String> {
         let mut state = self.state.lock().await;
         let now = time::OffsetDateTime::now_utc();

@@ -12,10 +12,10 @@
 use std::time::{Duration, Instant};
 
 use mlgate_core::ids::{ObjectId, RoleAssignmentId, RoleDefinitionId, TenantId};
-use mlgate_core::model::PrincipalType;
 use mlgate_core::rbac::engine::Assignment;
 use mlgate_core::rbac::role::builtin_roles;
 use mlgate_core::rbac::{Action, Engine, RoleDefinition, RoleDefinitionFile, Scope};
+use mlgate_core::records::PrincipalType;
 
 const PRINCIPALS: usize = 100_000;
 const PER_PRINCIPAL: usize = 10;

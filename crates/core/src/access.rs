@@ -9,7 +9,6 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::ids::{ObjectId, RoleAssignmentId, RoleDefinitionId};
-use crate::model::{CustomRoleRecord, PrincipalType, RoleAssignmentRecord};
 use crate::principal::Principal;
 use crate::rbac::catalog::{
     ROLE_ASSIGNMENT_DELETE, ROLE_ASSIGNMENT_READ, ROLE_ASSIGNMENT_WRITE, ROLE_DEFINITION_WRITE,
@@ -18,6 +17,7 @@ use crate::rbac::catalog::{
 use crate::rbac::engine::Assignment;
 use crate::rbac::role::{OWNER_ID, builtin_roles};
 use crate::rbac::{Action, Engine, RoleDefinition, RoleDefinitionFile, Scope};
+use crate::records::{CustomRoleRecord, PrincipalType, RoleAssignmentRecord};
 use crate::store::{KeepOneAssignment, StoreError};
 
 /// A role assignment as the API shows it.
@@ -564,7 +564,7 @@ impl Access {
         caller: &Principal,
         domain: &str,
         display_name: &str,
-    ) -> Result<(crate::model::Tenant, crate::model::Subscription), Error> {
+    ) -> Result<(crate::records::Tenant, crate::records::Subscription), Error> {
         self.directory.ensure_admin(caller).await?;
         let domain = domain.trim().to_ascii_lowercase();
         crate::directory::validate_domain(&domain)?;
@@ -572,12 +572,12 @@ impl Access {
         if display_name.is_empty() || display_name.len() > 120 {
             return Err(Error::InvalidInput("the display name must be 1 to 120 characters".into()));
         }
-        let tenant = crate::model::Tenant {
+        let tenant = crate::records::Tenant {
             id: crate::ids::TenantId::new_random(),
             domain: domain.clone(),
             display_name: display_name.to_string(),
         };
-        let subscription = crate::model::Subscription {
+        let subscription = crate::records::Subscription {
             id: crate::ids::SubscriptionId::new_random(),
             tenant_id: tenant.id,
             display_name: format!("{display_name} subscription"),

@@ -15,8 +15,8 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::ids::{AppId, ObjectId, SecretId};
-use crate::model::{Application, ClientSecret, ServicePrincipal, User};
 use crate::principal::Principal;
+use crate::records::{Application, ClientSecret, ServicePrincipal, User};
 use crate::secrets::{hint, new_client_secret, sha256};
 use crate::store::StoreError;
 

@@ -32,6 +32,9 @@ pub enum Change {
     Service { name: String },
     /// The signing keys (rotated by a node or by `mlgate keys rotate`).
     SigningKeys,
+    /// Workspaces (created, updated, deleted, or their resource group deleted): nodes forget
+    /// the workspaces they remember.
+    Workspaces,
 }
 
 impl Change {
@@ -43,6 +46,7 @@ impl Change {
             Self::Tenants => "tenants",
             Self::Service { .. } => "service",
             Self::SigningKeys => "signing_keys",
+            Self::Workspaces => "workspaces",
         }
     }
 
@@ -51,7 +55,7 @@ impl Change {
         match self {
             Self::Client { tenant, app_id } => format!("{tenant}/{app_id}"),
             Self::Service { name } => name.to_ascii_lowercase(),
-            Self::Rbac | Self::Tenants | Self::SigningKeys => String::new(),
+            Self::Rbac | Self::Tenants | Self::SigningKeys | Self::Workspaces => String::new(),
         }
     }
 
@@ -62,6 +66,7 @@ impl Change {
             "rbac" => Self::Rbac,
             "tenants" => Self::Tenants,
             "signing_keys" => Self::SigningKeys,
+            "workspaces" => Self::Workspaces,
             "service" => Self::Service { name: key.to_string() },
             "client" => {
                 let (t, a) = key.split_once('/')?;
@@ -149,6 +154,7 @@ mod tests {
             Change::Rbac,
             Change::Tenants,
             Change::SigningKeys,
+            Change::Workspaces,
             Change::Service { name: "iris".into() },
             Change::Client { tenant: TenantId::new_random(), app_id: AppId::new_random() },
         ];

@@ -13,6 +13,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the system clock is where wall time enters")]
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
@@ -25,6 +26,7 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    #[allow(clippy::disallowed_methods, reason = "a manual clock starts at wall time")]
     pub fn new() -> Self {
         Self { now: Mutex::new(OffsetDateTime::now_utc()) }
     }

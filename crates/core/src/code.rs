@@ -22,10 +22,10 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::ids::WorkspaceId;
-use crate::model::{CodeVersion, ModelFile, UploadedBlob, Workspace};
-use crate::models::{WorkspaceRef, caller_workspace, valid_model_name, valid_model_path};
+use crate::model_registry::{WorkspaceRef, caller_workspace, valid_model_name, valid_model_path};
 use crate::principal::Principal;
 use crate::rbac::catalog::{CODE_READ, CODE_WRITE};
+use crate::records::{CodeVersion, ModelFile, UploadedBlob, Workspace};
 use crate::services::Services;
 use crate::store::{BlobStore, StoreError};
 

@@ -13,11 +13,11 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::ids::{AppId, ObjectId, SecretId, SubscriptionId, TenantId};
 use crate::keys::{MasterKey, new_signing_key};
-use crate::model::{
-    Application, ClientSecret, KeyState, ServicePrincipal, Subscription, Tenant, User,
-};
 use crate::password::hash_password;
 use crate::principal::Principal;
+use crate::records::{
+    Application, ClientSecret, KeyState, ServicePrincipal, Subscription, Tenant, User,
+};
 use crate::secrets::{hint, new_client_secret, sha256};
 use crate::store::{Bootstrap, Store};
 

@@ -24,14 +24,14 @@ use crate::clock::Clock;
 use crate::code::CodeAssets;
 use crate::directory::Directory;
 use crate::error::Error;
-use crate::model::{ModelVersion, OnlineEndpoint, Service, ServiceState, Workspace};
-use crate::models::{WorkspaceRef, caller_workspace};
+use crate::model_registry::{WorkspaceRef, caller_workspace};
 use crate::principal::Principal;
 use crate::rbac::Scope;
 use crate::rbac::catalog::{
     DEPLOYMENT_DELETE, DEPLOYMENT_LOGS, DEPLOYMENT_READ, DEPLOYMENT_WRITE, ENDPOINT_DELETE,
     ENDPOINT_LIST_KEYS, ENDPOINT_READ, ENDPOINT_REGENERATE_KEYS, ENDPOINT_TOKEN, ENDPOINT_WRITE,
 };
+use crate::records::{ModelVersion, OnlineEndpoint, Service, ServiceState, Workspace};
 use crate::services::{
     AuthMode, KeySlot, Rollout, ServiceKeys, ServiceToken, Services, deployment_config,
     valid_service_name,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::KeyId;
-use crate::model::{KeyState, SigningKeyRecord};
+use crate::records::{KeyState, SigningKeyRecord};
 use crate::secrets::{random_bytes, sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -307,12 +307,14 @@ impl KeyRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     #[test]
     fn sealed_keys_open_only_with_their_master_key_and_kid() {
         let master = MasterKey::from_encoded(&MasterKey::generate_encoded()).unwrap();
         let other = MasterKey::from_encoded(&MasterKey::generate_encoded()).unwrap();
-        let rec = new_signing_key(&master, KeyState::Active, OffsetDateTime::now_utc()).unwrap();
+        let rec =
+            new_signing_key(&master, KeyState::Active, crate::clock::SystemClock.now()).unwrap();
         assert!(master.open(rec.kid.0.as_bytes(), &rec.sealed_private_key).is_ok());
         assert!(other.open(rec.kid.0.as_bytes(), &rec.sealed_private_key).is_err());
         assert!(master.open(b"another kid", &rec.sealed_private_key).is_err());

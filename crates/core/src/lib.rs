@@ -3,7 +3,8 @@
 //! Everything mlgate decides lives here, free of HTTP and SQL:
 //! - [`ids`]: typed identifiers (tenants, objects, applications, subscriptions, keys).
 //! - [`clock`]: time as a parameter, so tests can move it.
-//! - [`model`]: directory records (tenants, users, service principals, secrets, keys, grants).
+//! - [`records`]: the records every store keeps (tenants, users, service principals, secrets,
+//!   keys, grants, workspaces, models, services).
 //! - [`store`]: the storage traits that `mlgate-store` implements, one impl per database.
 //! - [`secrets`], [`password`], [`keys`]: the security-critical primitives: client-secret
 //!   hashing, argon2id passwords (verified in a bounded pool), signing keys encrypted at rest
@@ -17,8 +18,13 @@
 //! - [`endpoints`], [`code`]: the Azure ML SDK v2's online endpoints over the same web
 //!   services, and the code assets (source folders) their deployments run.
 //! - [`activity`], [`signins`]: the activity log (management writes, in the same transaction)
-//!   and the sign-in log (every grant and sign-in, batched by the server).
-//! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token).
+//!   and the sign-in log (every grant and sign-in, batched by the server); [`monitor`] reads
+//!   them; [`users`]: the user lifecycle (update, delete, resets).
+//! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token, device
+//!   code, authorization code), the claims they sign, and their AADSTS errors.
+//! - [`model_registry`], [`services`], [`scoring`], [`resources`], [`access`], [`rbac`]: the
+//!   model registry, web services (their configurations, keys and tokens), the scoring gate,
+//!   resource groups and workspaces, access control and its engine.
 //! - [`error`]: the one error type of the management use cases.
 //!
 //! Layering invariant: this crate never names axum, hyper or sqlx. The server maps its errors to
@@ -37,12 +43,12 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod lockout;
-pub mod model;
-pub mod models;
+pub mod model_registry;
 pub mod monitor;
 pub mod password;
 pub mod principal;
 pub mod rbac;
+pub mod records;
 pub mod resources;
 pub mod scoring;
 pub mod secrets;

@@ -1,7 +1,9 @@
 //! Subscriptions, resource groups and workspaces: the ARM side. Every operation authorizes
 //! first (so a stranger learns nothing, not even whether a thing exists), then reads or writes.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,11 +13,11 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::ids::{SubscriptionId, WorkspaceId};
-use crate::model::{ResourceGroup, Subscription, Workspace};
 use crate::principal::Principal;
 use crate::rbac::Scope;
 use crate::rbac::catalog::*;
 use crate::rbac::scope::valid_resource_group_name;
+use crate::records::{ResourceGroup, Subscription, Workspace};
 use crate::store::StoreError;
 
 pub const DEFAULT_PAGE: u32 = 100;
@@ -78,15 +80,94 @@ fn not_found_rg(rg: &str) -> Error {
     Error::NotFound(format!("Resource group '{rg}' could not be found."))
 }
 
+/// Workspaces read through [`Resources::workspace`] at most remembered (the cache starts
+/// over when full).
+const CACHED_WORKSPACES: usize = 10_000;
+
+/// Subscriptions and workspaces remembered after a read, so that a management read is bound by
+/// the work (the token from the verified-token cache, the decision from the in-memory RBAC
+/// engine, the record from here) rather than by store round trips. Only records that exist are
+/// kept: an unknown name costs a store read, and a flood of random names cannot fill memory.
+/// Every local write forgets what it touched; another node's write arrives as
+/// [`Change::Workspaces`](crate::changes::Change) and forgets them all, within the follower's
+/// poll (250 ms), as for role assignments.
+#[derive(Default)]
+struct ReadCache {
+    subscriptions: RwLock<HashMap<SubscriptionId, Subscription>>,
+    workspaces: RwLock<HashMap<(SubscriptionId, String, String), Workspace>>,
+    /// Bumped by every forget: a read that started before a forget does not fill the cache
+    /// with what it read (it may be what the write replaced).
+    generation: AtomicU64,
+}
+
+type WorkspaceKey = (SubscriptionId, String, String);
+
+fn workspace_key(sub: SubscriptionId, rg: &str, name: &str) -> WorkspaceKey {
+    (sub, rg.to_ascii_lowercase(), name.to_ascii_lowercase())
+}
+
+impl ReadCache {
+    fn subscription(&self, id: SubscriptionId) -> Option<Subscription> {
+        self.subscriptions.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    fn workspace(&self, key: &WorkspaceKey) -> Option<Workspace> {
+        self.workspaces.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn remember_subscription(&self, s: &Subscription) {
+        let mut m = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= CACHED_WORKSPACES {
+            m.clear();
+        }
+        m.insert(s.id, s.clone());
+    }
+
+    fn remember_workspace(&self, key: WorkspaceKey, ws: &Workspace, read_at: u64) {
+        let mut m = self.workspaces.write().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock that forgets take too, so no forget slips in between.
+        if self.generation() != read_at {
+            return;
+        }
+        if m.len() >= CACHED_WORKSPACES {
+            m.clear();
+        }
+        m.insert(key, ws.clone());
+    }
+
+    fn forget_workspaces(&self) {
+        let mut m = self.workspaces.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        m.clear();
+    }
+}
+
 pub struct Resources {
     directory: Arc<Directory>,
     access: Arc<Access>,
     clock: Arc<dyn Clock>,
+    cache: ReadCache,
 }
 
 impl Resources {
     pub fn new(directory: Arc<Directory>, access: Arc<Access>, clock: Arc<dyn Clock>) -> Self {
-        Self { directory, access, clock }
+        Self { directory, access, clock, cache: ReadCache::default() }
+    }
+
+    /// Forgets the remembered workspaces (another node changed one, or the periodic
+    /// reconciliation).
+    pub fn forget_workspaces(&self) {
+        self.cache.forget_workspaces();
+    }
+
+    /// After a local write to workspaces: forget them here, tell the other nodes.
+    async fn workspaces_changed(&self) {
+        self.cache.forget_workspaces();
+        self.directory.publish(crate::changes::Change::Workspaces).await;
     }
 
     pub fn access(&self) -> &Arc<Access> {
@@ -102,7 +183,18 @@ impl Resources {
             ))
         };
         let id: SubscriptionId = sub.parse().map_err(|_| not_found())?;
-        match self.directory.store().subscription(id).await? {
+        let found = match self.cache.subscription(id) {
+            Some(s) => Some(s),
+            None => {
+                let s = self.directory.store().subscription(id).await?;
+                if let Some(s) = &s {
+                    // Subscriptions are never changed or deleted once made.
+                    self.cache.remember_subscription(s);
+                }
+                s
+            }
+        };
+        match found {
             Some(s) if s.tenant_id == caller.tenant_id => Ok(s),
             _ => Err(not_found()),
         }
@@ -227,6 +319,7 @@ impl Resources {
         )?;
         self.access.engine().remove_assignments_within(&scope);
         self.directory.publish(crate::changes::Change::Rbac).await;
+        self.workspaces_changed().await;
         Ok(())
     }
 
@@ -282,7 +375,9 @@ impl Resources {
             created_at: self.clock.now(),
             created_by: caller.object_id,
         };
-        Ok(self.directory.store().put_workspace(&ws).await?)
+        let written = self.directory.store().put_workspace(&ws).await?;
+        self.workspaces_changed().await;
+        Ok(written)
     }
 
     pub async fn workspace(
@@ -302,7 +397,14 @@ impl Resources {
             return Err(not_found());
         }
         self.access.authorize(caller, WORKSPACE_READ, &workspace_scope(s.id, rg, name)?)?;
-        self.directory.store().workspace(s.id, rg, name).await?.ok_or_else(not_found)
+        let key = workspace_key(s.id, rg, name);
+        if let Some(ws) = self.cache.workspace(&key) {
+            return Ok(ws);
+        }
+        let read_at = self.cache.generation();
+        let ws = self.directory.store().workspace(s.id, rg, name).await?.ok_or_else(not_found)?;
+        self.cache.remember_workspace(key, &ws, read_at);
+        Ok(ws)
     }
 
     pub async fn list_workspaces(
@@ -393,6 +495,7 @@ impl Resources {
         )?;
         self.access.engine().remove_assignments_within(&scope);
         self.directory.publish(crate::changes::Change::Rbac).await;
+        self.workspaces_changed().await;
         Ok(())
     }
 }

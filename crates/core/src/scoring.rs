@@ -23,7 +23,6 @@ use crate::authority::Authority;
 use crate::ids::WorkspaceId;
 use crate::rbac::Scope;
 use crate::secrets::sha256;
-use crate::services::AuthMode;
 use crate::tokens::{TokenError, VerifiedCache, expired, normalize_resource};
 
 /// The audience of identity tokens accepted for scoring (Azure ML's).
@@ -212,6 +211,42 @@ fn bearer(header: &[u8]) -> Result<&[u8], Denied> {
         return Err(wrong());
     }
     Ok(credential)
+}
+
+/// Who may score a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anyone who can reach the scoring URI (an instance's default).
+    None,
+    /// `Authorization: Bearer <primary or secondary key>` (a cluster's default).
+    Key,
+    /// `Authorization: Bearer <token from get-token>`: a short-lived JWT for this one service.
+    Token,
+    /// `Authorization: Bearer <access token from the authority>` for the workspace audience,
+    /// and the RBAC action `services/score/action` on the service (newer Azure ML's
+    /// `aad_token`).
+    Identity,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Key => "key",
+            AuthMode::Token => "token",
+            AuthMode::Identity => "aad_token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(AuthMode::None),
+            "key" => Some(AuthMode::Key),
+            "token" | "aml_token" => Some(AuthMode::Token),
+            "aad_token" => Some(AuthMode::Identity),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

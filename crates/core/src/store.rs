@@ -9,7 +9,7 @@ use crate::ids::{
     AppId, GrantFamilyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SubscriptionId, TenantId,
     WorkspaceId,
 };
-use crate::model::{
+use crate::records::{
     Application, AuthorizationCode, ClientSecret, CodeVersion, CustomRoleRecord,
     DeviceAuthorization, DeviceState, ModelVersion, OnlineEndpoint, RefreshGrant, ResourceGroup,
     RoleAssignmentRecord, SealedServiceKeys, Service, ServicePrincipal, ServiceState,

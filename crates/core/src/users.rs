@@ -17,9 +17,9 @@ use crate::changes::Change;
 use crate::directory::Directory;
 use crate::error::Error;
 use crate::ids::ObjectId;
-use crate::model::User;
 use crate::password::hash_password;
 use crate::principal::Principal;
+use crate::records::User;
 use crate::store::Store;
 
 /// Passwords are 8 to 256 characters (as `create_user` requires).

@@ -74,6 +74,41 @@ pub struct ApiErrorDetail {
     pub message: String,
 }
 
+/// ARM resource ids, built in one place. The parts are used as given: callers that put an id
+/// in a URL path percent-encode the parts first.
+pub mod arm {
+    /// Azure ML's resource provider namespace.
+    pub const ML_PROVIDER: &str = "Microsoft.MachineLearningServices";
+
+    /// `/subscriptions/{sub}/resourceGroups/{rg}`.
+    pub fn resource_group_id(sub: &str, rg: &str) -> String {
+        format!("/subscriptions/{sub}/resourceGroups/{rg}")
+    }
+
+    /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{ws}`.
+    pub fn workspace_id(sub: &str, rg: &str, ws: &str) -> String {
+        format!("{}/providers/{ML_PROVIDER}/workspaces/{ws}", resource_group_id(sub, rg))
+    }
+
+    /// A workspace's child resource: `{workspace id}/{child}` (`services/{name}`,
+    /// `models/{name}/versions/{v}`, ...).
+    pub fn workspace_child_id(sub: &str, rg: &str, ws: &str, child: &str) -> String {
+        format!("{}/{child}", workspace_id(sub, rg, ws))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn ids_have_azure_shape() {
+            assert_eq!(super::resource_group_id("s", "g"), "/subscriptions/s/resourceGroups/g");
+            assert_eq!(
+                super::workspace_child_id("s", "g", "w", "services/x"),
+                "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w/services/x"
+            );
+        }
+    }
+}
+
 /// Stable error codes of the management API. Clients may match on these strings.
 pub mod codes {
     pub const INVALID_AUTHENTICATION_TOKEN: &str = "InvalidAuthenticationToken";

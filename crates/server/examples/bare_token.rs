@@ -6,6 +6,7 @@
 //!
 //! usage: cargo run --release -p mlgate-server --example bare_token -- LISTEN CLIENT_ID SECRET
 //!        [CERT_PEM KEY_PEM]   (with a certificate: HTTPS, HTTP/1.1 and HTTP/2 by ALPN)
+#![allow(clippy::disallowed_methods, reason = "a benchmark baseline signs with wall-clock times")]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mlgate_core::keys::{MasterKey, Signer, new_signing_key};
-use mlgate_core::model::KeyState;
+use mlgate_core::records::KeyState;
 use mlgate_core::secrets::{random_bytes, sha256};
 use mlgate_core::tokens::AccessClaims;
 use mlgate_proto::TokenResponse;

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use mlgate_core::model::{ModelVersion, Service, ServiceState};
-use mlgate_core::models::Models;
+use mlgate_core::model_registry::Models;
+use mlgate_core::records::{ModelVersion, Service, ServiceState};
 use mlgate_core::services::{Runtime, Services, deployment_config, runtime};
 use mlgate_serving::ServingHost;
 use mlgate_serving::host::Limits;
@@ -514,7 +514,7 @@ struct EntryScript<'a> {
     interpreter: Option<PathBuf>,
     requirements: &'a [String],
     environment: Vec<(String, String)>,
-    source: &'a [mlgate_core::model::ModelFile],
+    source: &'a [mlgate_core::records::ModelFile],
 }
 
 /// What every confined Python gets: `PATH` (its own `bin` first), the scratch folder as

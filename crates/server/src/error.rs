@@ -257,11 +257,15 @@ pub fn azure_timestamp(t: OffsetDateTime) -> String {
 }
 
 impl IntoResponse for OAuthFailure {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "Azure's error body carries the wall-clock time of the answer"
+    )]
     fn into_response(self) -> Response {
         let body = OAuthErrorBody {
             error: self.error.kind.as_str().to_string(),
             error_description: self.error.description,
-            error_codes: vec![self.error.code],
+            error_codes: vec![self.error.code.number()],
             timestamp: azure_timestamp(OffsetDateTime::now_utc()),
             trace_id: Uuid::new_v4().to_string(),
             correlation_id: self.correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
@@ -286,4 +290,117 @@ pub fn no_store_headers() -> HeaderMap {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlgate_core::Error as E;
+    use mlgate_core::authority::Aadsts;
+    use serde_json::Value;
+
+    async fn parts(resp: Response) -> (StatusCode, HeaderMap, String) {
+        let (head, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        (head.status, head.headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    async fn api(e: ApiError) -> (u16, String, String) {
+        let (status, _, body) = parts(e.into_response()).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let code = v["error"]["code"].as_str().unwrap().to_string();
+        let message = v["error"]["message"].as_str().unwrap().to_string();
+        (status.as_u16(), code, message)
+    }
+
+    #[tokio::test]
+    async fn each_core_error_has_its_status_and_stable_code() {
+        let cases = [
+            (E::NotFound("gone".into()), 404, codes::NOT_FOUND),
+            (E::Conflict("twice".into()), 409, codes::CONFLICT),
+            (E::InvalidInput("bad".into()), 400, codes::INVALID_REQUEST),
+            (E::TooLarge("big".into()), 413, codes::PAYLOAD_TOO_LARGE),
+            (E::Forbidden("no".into()), 403, codes::AUTHORIZATION_FAILED),
+            (E::Unavailable, 503, codes::SERVICE_UNAVAILABLE),
+        ];
+        for (e, status, code) in cases {
+            let shown = e.to_string();
+            let (s, c, m) = api(ApiError::Core(e)).await;
+            assert_eq!((s, c.as_str()), (status, code), "{shown}");
+            if status != 503 {
+                assert_eq!(m, shown, "the domain's message reaches the client");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_says_nothing_of_its_cause() {
+        let (s, c, m) =
+            api(ApiError::Core(E::Internal("db password=hunter2 at /var/lib".into()))).await;
+        assert_eq!(
+            (s, c.as_str(), m.as_str()),
+            (500, codes::INTERNAL_ERROR, "Something went wrong.")
+        );
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_answers_carry_a_bearer_challenge() {
+        let uri = "https://id.example/t".to_string();
+        let none = ApiError::Unauthenticated { reason: None, authorization_uri: uri.clone() };
+        let (status, headers, _) = parts(none.into_response()).await;
+        assert_eq!(status, 401);
+        let ch = headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(ch.starts_with("Bearer ") && !ch.contains("error="), "{ch}");
+        let bad =
+            ApiError::Unauthenticated { reason: Some(TokenError::Expired), authorization_uri: uri };
+        let (status, headers, body) = parts(bad.into_response()).await;
+        assert_eq!(status, 401);
+        assert!(headers[header::WWW_AUTHENTICATE].to_str().unwrap().contains("invalid_token"));
+        assert!(body.contains(codes::INVALID_AUTHENTICATION_TOKEN), "{body}");
+    }
+
+    #[tokio::test]
+    async fn busy_and_storage_errors_keep_their_protocols() {
+        let (status, headers, _) = parts(ApiError::Busy("full".into()).into_response()).await;
+        assert_eq!((status.as_u16(), &headers[header::RETRY_AFTER]), (503, &HeaderValue::from(1)));
+        let storage = ApiError::Storage {
+            status: StatusCode::NOT_FOUND,
+            code: "BlobNotFound",
+            message: "a <b> & 'c'".into(),
+        };
+        let (status, headers, body) = parts(storage.into_response()).await;
+        assert_eq!(status, 404);
+        assert_eq!(headers["x-ms-error-code"], "BlobNotFound");
+        assert!(body.contains("<Message>a &lt;b&gt; &amp; &apos;c&apos;</Message>"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn oauth_failures_map_kind_to_status_and_never_cache() {
+        let cases = [
+            (OAuthErrorKind::InvalidClient, Aadsts::InvalidClientSecret, 401),
+            (OAuthErrorKind::InvalidGrant, Aadsts::InvalidCredentials, 400),
+            (OAuthErrorKind::TemporarilyUnavailable, Aadsts::DirectoryUnavailable, 503),
+            (OAuthErrorKind::ServerError, Aadsts::InternalError, 500),
+        ];
+        for (kind, code, status) in cases {
+            let (s, headers, body) =
+                parts(OAuthFailure::new(GrantError::new(kind, code, "x")).into_response()).await;
+            assert_eq!(s.as_u16(), status, "{kind:?}");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["error"], kind.as_str());
+            assert_eq!(v["error_codes"][0], code.number());
+        }
+        let (s, headers, _) =
+            parts(OAuthFailure::new(GrantError::throttled(7)).into_response()).await;
+        assert_eq!((s.as_u16(), &headers[header::RETRY_AFTER]), (429, &HeaderValue::from(7)));
+        let mut basic = OAuthFailure::new(GrantError::new(
+            OAuthErrorKind::InvalidClient,
+            Aadsts::InvalidClientSecret,
+            "x",
+        ));
+        basic.basic_challenge = true;
+        let (_, headers, _) = parts(basic.into_response()).await;
+        assert_eq!(headers[header::WWW_AUTHENTICATE], r#"Basic realm="mlgate""#);
+    }
 }

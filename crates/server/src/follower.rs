@@ -120,6 +120,7 @@ struct Batch {
     rbac: bool,
     tenants: bool,
     keys: bool,
+    workspaces: bool,
     /// Something this version cannot read: reconcile.
     unknown: bool,
     clients: BTreeSet<(String, String)>,
@@ -133,6 +134,7 @@ impl Batch {
             Some(Change::Rbac) => self.rbac = true,
             Some(Change::Tenants) => self.tenants = true,
             Some(Change::SigningKeys) => self.keys = true,
+            Some(Change::Workspaces) => self.workspaces = true,
             Some(Change::Service { name }) => {
                 self.services.insert(name);
             }
@@ -149,6 +151,7 @@ impl Batch {
         !self.rbac
             && !self.tenants
             && !self.keys
+            && !self.workspaces
             && !self.unknown
             && self.clients.is_empty()
             && self.services.is_empty()
@@ -242,6 +245,9 @@ impl Follower {
                 directory.invalidate_client(*tenant, *app_id);
             }
         }
+        if batch.workspaces {
+            s.resources.forget_workspaces();
+        }
         if batch.keys && !self.reload_keys().await {
             ok = false;
         }
@@ -277,6 +283,7 @@ impl Follower {
             tracing::warn!(error = %e, "reconcile: role assignments");
         }
         directory.clear_clients();
+        s.resources.forget_workspaces();
         self.reload_keys().await;
         s.deployer.reconcile().await;
         let now = directory.now();

@@ -2,8 +2,16 @@
 //!
 //! - [`Server::new`] opens the store, bootstraps it on first start, loads keys, prepares TLS.
 //! - [`Server::run`] serves until the shutdown future resolves, then drains connections.
-//! - [`routes`]: one module per flow (oauth, discovery, directory, health).
-//! - [`auth`]: the bearer-token extractor; [`error`]: the one error-to-response map.
+//! - [`net`]: the accept loop, TLS, HTTP/1.1 and HTTP/2, deadlines and the connection cap.
+//! - [`routes`]: one module per flow (OAuth, discovery, directory, RBAC, resources, models,
+//!   services, scoring) and per Microsoft client's face (`metadata`, `graph`,
+//!   `authorization`, `inventory`, `mms`, `online`, `assets`, `blobstore`).
+//! - [`web`]: the sign-in pages (device login, authorize), their cookies and CSRF.
+//! - [`auth`]: the bearer-token extractor; [`error`]: the one error-to-response map;
+//!   [`client_addr`]: the client's address behind trusted proxies; [`drain`]: refused bodies
+//!   drained so the refusal reaches the client.
+//! - [`deployments`]: starting and swapping services below the routes; [`follower`]: other
+//!   nodes' changes; [`tls`]: certificates and the local CA; [`state`]: what handlers share.
 //!
 //! The listener, the clock and the shutdown signal are passed in, so tests run several servers
 //! in one process on ephemeral ports.
@@ -329,7 +337,7 @@ impl Server {
         let access = Arc::new(access);
         access.ensure_bootstrap_owners().await?;
         let blobs = Arc::new(mlgate_store::FileBlobStore::new(config.data_dir.join("blobs")));
-        let models = Arc::new(mlgate_core::models::Models::new(
+        let models = Arc::new(mlgate_core::model_registry::Models::new(
             directory.clone(),
             access.clone(),
             blobs.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mlgate_core::access::Access;
 use mlgate_core::applications::Applications;
 use mlgate_core::authority::Authority;
-use mlgate_core::models::Models;
+use mlgate_core::model_registry::Models;
 use mlgate_core::resources::Resources;
 use mlgate_core::services::Services;
 use mlgate_core::store::Store;

@@ -25,28 +25,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::error::ServeError;
 use crate::onnx::{OnnxModel, ScoreError};
 use crate::python::PythonService;
 
 const LOG_LINES: usize = 500;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("the service does not exist or is not running")]
-    Unknown,
-    #[error("{0}")]
-    BadInput(String),
-    #[error("{0}")]
-    Runtime(String),
-    #[error("the request took longer than the service's timeout")]
-    Timeout,
-    /// The worker serving the request died; it is being replaced.
-    #[error("the service's worker crashed while handling the request; retry")]
-    Crashed,
-    /// Every worker is busy and the queue is full, or the wait for a worker ran out.
-    #[error("the service is busy: {0}")]
-    Busy(&'static str),
-}
 
 /// How long requests may wait and run, and how many may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +160,7 @@ impl ServingHost {
     }
 
     /// Appends a line to the service's log (what `get-logs` shows).
+    #[allow(clippy::disallowed_methods, reason = "log lines carry the wall-clock time")]
     pub fn log(&self, name: &str, line: impl AsRef<str>) {
         let now = time::OffsetDateTime::now_utc();
         let stamp = format!(

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{AppId, ObjectId, SecretId, TenantId};
-use mlgate_core::model::{Application, ClientSecret, ServicePrincipal};
+use mlgate_core::records::{Application, ClientSecret, ServicePrincipal};
 use mlgate_core::store::{ApplicationStore, StoreError, StoreResult};
 
 use crate::SqlStore;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use mlgate_core::ids::{WorkspaceId, name_key};
-use mlgate_core::model::{CodeVersion, UploadedBlob};
+use mlgate_core::records::{CodeVersion, UploadedBlob};
 use mlgate_core::store::{CodeStore, StoreError, StoreResult};
 use time::OffsetDateTime;
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{AppId, ObjectId, TenantId, name_key};
-use mlgate_core::model::{
+use mlgate_core::records::{
     ClientSecret, RoleAssignmentRecord, ServicePrincipal, Subscription, Tenant, User,
 };
 use mlgate_core::store::{Bootstrap, DirectoryStore, StoreError, StoreResult};
@@ -106,7 +106,7 @@ const INSERT_KEY: &str = "INSERT INTO signing_keys (kid, state, sealed_private_k
 
 pub(crate) async fn insert_key(
     tx: &mut Tx,
-    k: &mlgate_core::model::SigningKeyRecord,
+    k: &mlgate_core::records::SigningKeyRecord,
 ) -> StoreResult<()> {
     tx.exec(
         INSERT_KEY,

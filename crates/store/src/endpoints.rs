@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{WorkspaceId, name_key};
-use mlgate_core::model::OnlineEndpoint;
+use mlgate_core::records::OnlineEndpoint;
 use mlgate_core::store::{EndpointStore, StoreError, StoreResult};
 
 use crate::SqlStore;

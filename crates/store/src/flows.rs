@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::ObjectId;
-use mlgate_core::model::{AuthorizationCode, DeviceAuthorization, DeviceState, RefreshGrant};
+use mlgate_core::records::{AuthorizationCode, DeviceAuthorization, DeviceState, RefreshGrant};
 use mlgate_core::store::{FlowStore, StoreError, StoreResult};
 use time::OffsetDateTime;
 

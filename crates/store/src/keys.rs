@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{GrantFamilyId, KeyId};
-use mlgate_core::model::{KeyState, RefreshGrant, SigningKeyRecord};
+use mlgate_core::records::{KeyState, RefreshGrant, SigningKeyRecord};
 use mlgate_core::store::{GrantStore, KeyStore, StoreError, StoreResult};
 use time::OffsetDateTime;
 

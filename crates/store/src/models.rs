@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{WorkspaceId, name_key};
-use mlgate_core::model::ModelVersion;
+use mlgate_core::records::ModelVersion;
 use mlgate_core::store::{ModelStore, StoreError, StoreResult};
 
 use crate::SqlStore;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{RoleAssignmentId, name_key};
-use mlgate_core::model::{CustomRoleRecord, PrincipalType, RoleAssignmentRecord};
+use mlgate_core::records::{CustomRoleRecord, PrincipalType, RoleAssignmentRecord};
 use mlgate_core::store::{KeepOneAssignment, RbacStore, StoreError, StoreResult};
 
 use crate::SqlStore;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{SubscriptionId, WorkspaceId, name_key};
-use mlgate_core::model::{ResourceGroup, Subscription, Workspace};
+use mlgate_core::records::{ResourceGroup, Subscription, Workspace};
 use mlgate_core::store::{ResourceStore, StoreError, StoreResult};
 
 use crate::SqlStore;

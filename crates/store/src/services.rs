@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use mlgate_core::ids::{WorkspaceId, name_key};
-use mlgate_core::model::{SealedServiceKeys, Service, ServiceState};
+use mlgate_core::records::{SealedServiceKeys, Service, ServiceState};
 use mlgate_core::store::{ServiceStore, StoreError, StoreResult};
 use time::OffsetDateTime;
 

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use mlgate_core::authority::rotate_signing_keys;
+use mlgate_core::clock::{Clock, SystemClock};
 use mlgate_core::store::KeyStore;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -37,8 +38,7 @@ pub async fn run(cmd: KeysCommand, out: &Output) -> Result<()> {
             std::env::var("MLGATE_MASTER_KEY").ok().as_deref(),
             true,
         )?;
-        rotate_signing_keys(&store, &master, time::OffsetDateTime::now_utc(), MAX_TOKEN_LIFETIME)
-            .await?;
+        rotate_signing_keys(&store, &master, SystemClock.now(), MAX_TOKEN_LIFETIME).await?;
     }
     let keys = store.signing_keys().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let rows: Vec<_> = keys

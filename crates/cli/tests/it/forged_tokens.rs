@@ -109,6 +109,11 @@ async fn forged_and_damaged_tokens_are_all_refused() {
         f(&mut cl);
         keys.signer.sign_jwt(&cl).unwrap()
     };
+    // Positive control: the unmodified claims re-signed by the same helper are accepted, so
+    // every refusal below is the claims' doing, not a broken signing helper's.
+    let resigned = mint(&|_| {});
+    assert_ne!(resigned, token);
+    assert_eq!(s.me_with(Some(&format!("Bearer {resigned}"))).await.status(), 200, "re-signed");
     corpus.push((
         "expired",
         mint(&|cl| {

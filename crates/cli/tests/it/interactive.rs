@@ -363,7 +363,7 @@ async fn authorization_code_with_pkce_and_its_failures() {
     let (st, body) =
         exchange(q["code"].clone(), "http://localhost:1".into(), verifier.clone()).await;
     assert_eq!(st, 400);
-    assert_eq!(assert_oauth_error(&body, "invalid_grant"), 50148);
+    assert_eq!(assert_oauth_error(&body, "invalid_grant"), 500112);
 
     // And the happy path, with the nonce in the id_token; then the code is single-use.
     let q = authorize(&mut b, &s, redirect, &challenge).await;

@@ -1,6 +1,10 @@
 //! mlgate's integration suite: ONE test binary (each extra binary costs link time) that starts
 //! real servers in-process on ephemeral loopback ports and drives them over HTTPS through the
 //! SDK, raw HTTP, or the `mlgate` binary itself.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the integration tests run real servers on the wall clock"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

@@ -324,6 +324,22 @@ async fn three_nodes_see_each_others_changes_within_a_second() {
         .expect("still served 10 s after its deletion");
         assert!(took < PROPAGATION, "{} served a deleted service for {took:?}", n.url);
     }
+
+    // A workspace that B and C have read (and remember) is deleted on A: both answer 404
+    // within a second.
+    for n in [b, c] {
+        assert!(n.client().workspace(&admin, &sub, "mn", "mn-ws").await.is_ok());
+    }
+    ca.delete_workspace(&admin, &sub, "mn", "mn-ws").await.unwrap();
+    for n in [b, c] {
+        let cl = n.client();
+        let (cl, adm, subr) = (&cl, admin.as_str(), sub.as_str());
+        let gone = move || async move {
+            matches!(cl.workspace(adm, subr, "mn", "mn-ws").await, Err(e) if e.status().map(|s| s.as_u16()) == Some(404))
+        };
+        let took = time_until(Duration::from_secs(10), gone).await.expect("still read after 10 s");
+        assert!(took < PROPAGATION, "{} read a deleted workspace for {took:?}", n.url);
+    }
 }
 
 /// A password grant at `node`; the status and the AADSTS code of a refusal.

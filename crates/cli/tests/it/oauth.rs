@@ -144,7 +144,7 @@ async fn bad_clients_get_invalid_client_with_401_and_azure_codes() {
     // The CLI's public client cannot use client credentials.
     let (st, body) = post(form(mlgate_proto::CLI_CLIENT_ID, "")).await;
     assert_eq!(st, 400);
-    assert_eq!(assert_oauth_error(&body, "unauthorized_client"), 7000218);
+    assert_eq!(assert_oauth_error(&body, "unauthorized_client"), 700025);
 }
 
 #[tokio::test]

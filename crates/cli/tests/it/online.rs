@@ -841,7 +841,7 @@ async fn bad_bodies_get_arm_errors() {
 
 #[tokio::test]
 async fn an_upload_area_holds_a_bounded_number_of_files_and_bytes() {
-    use mlgate_core::model::UploadedBlob;
+    use mlgate_core::records::UploadedBlob;
     use mlgate_core::store::CodeStore;
     let s = TestServer::start().await;
     let blob = |path: &str, size: u64| UploadedBlob {

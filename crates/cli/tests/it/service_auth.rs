@@ -477,6 +477,11 @@ async fn forged_credentials_are_refused_at_the_scoring_endpoint() {
         &hmac::Key::new(hmac::HMAC_SHA256, &serde_json::to_vec(&jwk).unwrap()),
         hs_msg.as_bytes(),
     );
+    // Positive control: the genuine claims re-signed by the same helper score, so the
+    // refusals below are the claims' doing, not a broken signing helper's.
+    let resigned = sign(&c0);
+    assert_ne!(resigned, token);
+    assert_eq!(f.score("tok-a", Some(&bearer(&resigned))).await.0, 200, "re-signed control");
     let parts: Vec<&str> = token.split('.').collect();
     let token_corpus: Vec<(&str, String)> = vec![
         ("alg none", format!("{}.", jws(&json!({"alg": "none", "kid": kid}), &c0))),

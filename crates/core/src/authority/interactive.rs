@@ -11,12 +11,13 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    Authority, ClientEntry, Endpoint, GrantError, Issued, OAuthErrorKind, Subject, TokenRequest,
+    Aadsts, Authority, ClientEntry, Endpoint, GrantError, Issued, OAuthErrorKind, Subject,
+    TokenRequest,
 };
 use crate::error::Error;
 use crate::ids::{AppId, TenantId};
 use crate::lockout::Source;
-use crate::model::{AuthorizationCode, DeviceAuthorization, DeviceState, Tenant, User};
+use crate::records::{AuthorizationCode, DeviceAuthorization, DeviceState, Tenant, User};
 use crate::secrets::{new_opaque_token, random_bytes, sha256};
 
 /// User codes use consonants only: no vowels (no words), no look-alikes (no I, O, U, Y).
@@ -65,6 +66,8 @@ pub enum DeviceProblem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceSignInError {
     Failed,
+    /// The password was right but must be changed first (AADSTS50055).
+    MustChangePassword,
     /// Too many wrong codes from this address (or in total).
     TooManyAttempts {
         until: OffsetDateTime,
@@ -231,13 +234,9 @@ impl Authority {
     }
 
     fn tenant_or_error(&self, segment: &str) -> Result<Tenant, GrantError> {
-        self.directory.resolve_tenant(segment).ok_or_else(|| {
-            GrantError::new(
-                OAuthErrorKind::InvalidRequest,
-                90002,
-                format!("Tenant '{}' not found.", super::truncate(segment, 64)),
-            )
-        })
+        self.directory
+            .resolve_tenant(segment)
+            .ok_or_else(|| GrantError::tenant_not_found(&super::truncate(segment, 64)))
     }
 
     /// A registered, enabled client, without authenticating it (public-client flows).
@@ -249,7 +248,7 @@ impl Authority {
         let unknown = || {
             GrantError::new(
                 OAuthErrorKind::InvalidClient,
-                700016,
+                Aadsts::ApplicationNotFound,
                 format!(
                     "Application with identifier '{}' was not found.",
                     super::truncate(client_id, 64)
@@ -261,7 +260,7 @@ impl Authority {
         if !client.principal.account_enabled {
             return Err(GrantError::new(
                 OAuthErrorKind::InvalidClient,
-                7000112,
+                Aadsts::ApplicationDisabled,
                 "The application is disabled.",
             ));
         }
@@ -338,6 +337,9 @@ impl Authority {
             Ok(user) => Ok((view, user)),
             Err(e) => match e.retry_after {
                 Some(retry_after_secs) => Err(DeviceSignInError::Busy { retry_after_secs }),
+                None if e.code == super::Aadsts::PasswordChangeRequired => {
+                    Err(DeviceSignInError::MustChangePassword)
+                }
                 None => Err(DeviceSignInError::Failed),
             },
         }
@@ -400,28 +402,28 @@ impl Authority {
             .ok_or_else(|| {
                 GrantError::new(
                     OAuthErrorKind::InvalidGrant,
-                    70000,
+                    Aadsts::InvalidGrant,
                     "The device code is not valid.",
                 )
             })?;
         if d.client_id != client.principal.app_id || d.tenant_id != tenant.id {
             return Err(GrantError::new(
                 OAuthErrorKind::InvalidGrant,
-                70000,
+                Aadsts::InvalidGrant,
                 "The device code was issued to another client.",
             ));
         }
         if d.expires_at <= now {
             return Err(GrantError::new(
                 OAuthErrorKind::ExpiredToken,
-                70020,
+                Aadsts::DeviceCodeExpired,
                 "The device code has expired.",
             ));
         }
         let pending = || {
             GrantError::new(
                 OAuthErrorKind::AuthorizationPending,
-                70016,
+                Aadsts::AuthorizationPending,
                 "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
             )
         };
@@ -431,19 +433,19 @@ impl Authority {
             DeviceState::Pending => Err(pending()),
             DeviceState::Denied => Err(GrantError::new(
                 OAuthErrorKind::AccessDenied,
-                70019,
+                Aadsts::SignInDeclined,
                 "The user declined the sign-in request.",
             )),
             DeviceState::Consumed => Err(GrantError::new(
                 OAuthErrorKind::InvalidGrant,
-                54005,
+                Aadsts::CodeRedeemed,
                 "The device code was already redeemed.",
             )),
             DeviceState::Approved => {
                 if !store.consume_device(&d.digest).await.map_err(Error::from)? {
                     return Err(GrantError::new(
                         OAuthErrorKind::InvalidGrant,
-                        54005,
+                        Aadsts::CodeRedeemed,
                         "The device code was already redeemed.",
                     ));
                 }
@@ -456,7 +458,7 @@ impl Authority {
                     .ok_or_else(|| {
                         GrantError::new(
                             OAuthErrorKind::InvalidGrant,
-                            50057,
+                            Aadsts::UserDisabled,
                             "The user account is disabled or deleted.",
                         )
                     })?;
@@ -578,32 +580,35 @@ impl Authority {
         code_verifier: Option<&str>,
         req: &TokenRequest,
     ) -> Result<Issued, GrantError> {
-        let bad = |code: u32, m: &str| GrantError::new(OAuthErrorKind::InvalidGrant, code, m);
+        let bad = |code: Aadsts, m: &str| GrantError::new(OAuthErrorKind::InvalidGrant, code, m);
         let c = self
             .directory
             .store()
             .take_authorization_code(&sha256(code.as_bytes()))
             .await
             .map_err(Error::from)?
-            .ok_or_else(|| bad(70000, "The authorization code is not valid."))?;
+            .ok_or_else(|| bad(Aadsts::InvalidGrant, "The authorization code is not valid."))?;
         if c.used {
-            return Err(bad(54005, "The authorization code was already redeemed."));
+            return Err(bad(Aadsts::CodeRedeemed, "The authorization code was already redeemed."));
         }
         if c.expires_at <= self.clock.now() {
-            return Err(bad(70008, "The authorization code has expired."));
+            return Err(bad(Aadsts::CodeExpired, "The authorization code has expired."));
         }
         if c.client_id != client.principal.app_id || c.tenant_id != tenant.id {
-            return Err(bad(70000, "The authorization code was issued to another client."));
+            return Err(bad(
+                Aadsts::InvalidGrant,
+                "The authorization code was issued to another client.",
+            ));
         }
         if redirect_uri != Some(c.redirect_uri.as_str()) {
             return Err(bad(
-                50148,
+                Aadsts::RedirectUriMismatch,
                 "The redirect_uri does not match the one the code was issued for.",
             ));
         }
         if !code_verifier.is_some_and(|v| pkce_ok(v, &c.code_challenge)) {
             return Err(bad(
-                50148,
+                Aadsts::PkceMismatch,
                 "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
             ));
         }
@@ -612,7 +617,7 @@ impl Authority {
             .member(tenant.id, c.user_id)
             .await?
             .filter(|u| u.account_enabled)
-            .ok_or_else(|| bad(50057, "The user account is disabled or deleted."))?;
+            .ok_or_else(|| bad(Aadsts::UserDisabled, "The user account is disabled or deleted."))?;
         let endpoint = if c.v1 { Endpoint::V1 } else { Endpoint::V2 };
         let subject = Subject::User { user: &user, client: client.principal.app_id };
         self.issue_with_nonce(

@@ -10,7 +10,7 @@ use super::action::Action;
 use super::role::RoleDefinition;
 use super::scope::Scope;
 use crate::ids::{ObjectId, RoleAssignmentId, RoleDefinitionId, TenantId};
-use crate::model::PrincipalType;
+use crate::records::PrincipalType;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {

@@ -8,8 +8,8 @@ use axum::body::{Bytes, to_bytes};
 use axum::extract::{OriginalUri, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mlgate_core::model;
 use mlgate_core::rbac::catalog::WORKSPACE_PROVIDER;
+use mlgate_core::records;
 use mlgate_proto as proto;
 use time::format_description::well_known::Rfc3339;
 
@@ -82,9 +82,9 @@ fn parse(rest: &str) -> Option<ArmPath> {
     }
 }
 
-fn rg_json(rg: &model::ResourceGroup) -> proto::ResourceGroup {
+fn rg_json(rg: &records::ResourceGroup) -> proto::ResourceGroup {
     proto::ResourceGroup {
-        id: format!("/subscriptions/{}/resourceGroups/{}", rg.subscription_id, rg.name),
+        id: proto::arm::resource_group_id(&rg.subscription_id.to_string(), &rg.name),
         name: rg.name.clone(),
         kind: "Microsoft.Resources/resourceGroups".into(),
         location: rg.location.clone(),
@@ -92,12 +92,9 @@ fn rg_json(rg: &model::ResourceGroup) -> proto::ResourceGroup {
     }
 }
 
-pub fn workspace_json(ws: &model::Workspace, public_url: &str) -> proto::Workspace {
+pub fn workspace_json(ws: &records::Workspace, public_url: &str) -> proto::Workspace {
     proto::Workspace {
-        id: format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/{WORKSPACE_PROVIDER}/workspaces/{}",
-            ws.subscription_id, ws.resource_group, ws.name
-        ),
+        id: proto::arm::workspace_id(&ws.subscription_id.to_string(), &ws.resource_group, &ws.name),
         name: ws.name.clone(),
         kind: format!("{WORKSPACE_PROVIDER}/workspaces"),
         location: ws.location.clone(),
@@ -173,7 +170,7 @@ pub async fn handle(
     let target = parse(rest).ok_or_else(not_found)?;
     if let ArmPath::Child { sub, rg, ws, rest } = target {
         let first = |w: &str| rest.first().is_some_and(|r| r.eq_ignore_ascii_case(w));
-        let wref = mlgate_core::models::WorkspaceRef {
+        let wref = mlgate_core::model_registry::WorkspaceRef {
             subscription: &sub,
             resource_group: &rg,
             workspace: &ws,

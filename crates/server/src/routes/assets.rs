@@ -18,9 +18,9 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::code::NewCodeVersion;
-use mlgate_core::model::{CodeVersion, ModelVersion};
-use mlgate_core::models::WorkspaceRef;
+use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::principal::Principal;
+use mlgate_core::records::{CodeVersion, ModelVersion};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
@@ -38,10 +38,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 fn workspace_id(w: WorkspaceRef<'_>) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/{PROVIDER}/workspaces/{}",
-        w.subscription, w.resource_group, w.workspace
-    )
+    mlgate_proto::arm::workspace_id(w.subscription, w.resource_group, w.workspace)
 }
 
 fn system_data(at: time::OffsetDateTime, by: &str) -> Value {

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 use mlgate_core::code::{MAX_UPLOAD_FILE, UploadDenied, UploadGrant};
-use mlgate_core::model::UploadedBlob;
+use mlgate_core::records::UploadedBlob;
 
 use crate::error::{ApiError, xml_escape};
 use crate::state::AppState;

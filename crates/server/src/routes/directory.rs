@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mlgate_core::model::{self, ClientSecret};
 use mlgate_core::principal::PrincipalKind;
+use mlgate_core::records::{self, ClientSecret};
 use mlgate_proto as proto;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -21,7 +21,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn sp_json(sp: &model::ServicePrincipal, secrets: &[ClientSecret]) -> proto::ServicePrincipal {
+fn sp_json(sp: &records::ServicePrincipal, secrets: &[ClientSecret]) -> proto::ServicePrincipal {
     proto::ServicePrincipal {
         id: sp.object_id.to_string(),
         app_id: sp.app_id.to_string(),
@@ -167,7 +167,7 @@ pub async fn subscriptions(
     Ok(Json(proto::Page { value: subs.iter().map(subscription_json).collect(), next_link: None }))
 }
 
-pub fn subscription_json(s: &model::Subscription) -> proto::Subscription {
+pub fn subscription_json(s: &records::Subscription) -> proto::Subscription {
     proto::Subscription {
         id: format!("/subscriptions/{}", s.id),
         subscription_id: s.id.to_string(),
@@ -177,7 +177,7 @@ pub fn subscription_json(s: &model::Subscription) -> proto::Subscription {
     }
 }
 
-pub fn user_json(u: &model::User) -> proto::User {
+pub fn user_json(u: &records::User) -> proto::User {
     proto::User {
         id: u.object_id.to_string(),
         user_principal_name: u.user_principal_name.clone(),
@@ -251,7 +251,7 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn tenant_json(t: &mlgate_core::model::Tenant) -> proto::TenantInfo {
+fn tenant_json(t: &mlgate_core::records::Tenant) -> proto::TenantInfo {
     proto::TenantInfo {
         tenant_id: t.id.to_string(),
         domain: t.domain.clone(),

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::authority::GrantError;
-use mlgate_core::model::Tenant;
+use mlgate_core::records::Tenant;
 use serde_json::{Value, json};
 
 use crate::error::OAuthFailure;
@@ -18,11 +18,7 @@ use crate::state::AppState;
 fn tenant(state: &AppState, segment: &str) -> Result<Tenant, OAuthFailure> {
     state.authority.directory().resolve_tenant(segment).ok_or_else(|| {
         let shown: String = segment.chars().take(64).filter(|c| !c.is_control()).collect();
-        OAuthFailure::new(GrantError::new(
-            mlgate_core::authority::OAuthErrorKind::InvalidRequest,
-            90002,
-            format!("Tenant '{shown}' not found."),
-        ))
+        OAuthFailure::new(GrantError::tenant_not_found(&shown))
     })
 }
 

@@ -9,9 +9,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mlgate_core::model::Workspace;
 use mlgate_core::principal::Principal;
 use mlgate_core::rbac::catalog::WORKSPACE_PROVIDER;
+use mlgate_core::records::Workspace;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
@@ -94,9 +94,10 @@ fn provider_json(sub: &str, ns: &str, types: &[ResourceType]) -> Value {
 
 fn resource_json(ws: &Workspace, expand: bool) -> Value {
     let mut v = json!({
-        "id": format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/{WORKSPACE_PROVIDER}/workspaces/{}",
-            ws.subscription_id, ws.resource_group, ws.name
+        "id": mlgate_proto::arm::workspace_id(
+            &ws.subscription_id.to_string(),
+            &ws.resource_group,
+            &ws.name
         ),
         "name": ws.name,
         "type": WORKSPACE_TYPE,

@@ -100,6 +100,8 @@ fn routes(state: AppState) -> Router {
         .route("/devicelogin", get(web::devicelogin::enter).post(web::devicelogin::submit_code))
         .route("/devicelogin/signin", post(web::devicelogin::submit_signin))
         .route("/devicelogin/consent", post(web::devicelogin::submit_consent))
+        .route("/changepassword", get(web::changepassword::show).post(web::changepassword::submit))
+        .route("/api/v1/changePassword", post(web::changepassword::api))
         // Management API.
         .route("/api/v1/me", get(directory::me))
         .route(

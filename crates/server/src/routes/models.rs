@@ -12,9 +12,9 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use mlgate_core::model;
-use mlgate_core::models::WorkspaceRef;
+use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::principal::Principal;
+use mlgate_core::records;
 use mlgate_proto as proto;
 use time::format_description::well_known::Rfc3339;
 
@@ -23,11 +23,13 @@ use crate::state::AppState;
 
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
-fn json(m: &model::ModelVersion, ws: WorkspaceRef<'_>) -> proto::ModelVersion {
+fn json(m: &records::ModelVersion, ws: WorkspaceRef<'_>) -> proto::ModelVersion {
     proto::ModelVersion {
-        id: format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/models/{}/versions/{}",
-            ws.subscription, ws.resource_group, ws.workspace, m.name, m.version
+        id: proto::arm::workspace_child_id(
+            ws.subscription,
+            ws.resource_group,
+            ws.workspace,
+            &format!("models/{}/versions/{}", m.name, m.version),
         ),
         name: m.name.clone(),
         version: m.version,
@@ -106,7 +108,7 @@ pub async fn handle(
             let files = body
                 .files
                 .into_iter()
-                .map(|f| model::ModelFile {
+                .map(|f| records::ModelFile {
                     path: f.path,
                     sha256: f.sha256.to_ascii_lowercase(),
                     size: f.size,

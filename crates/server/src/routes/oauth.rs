@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mlgate_core::authority::{Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
+use mlgate_core::authority::{Aadsts, Endpoint, Grant, GrantError, OAuthErrorKind, TokenRequest};
 use mlgate_proto::TokenResponse;
 
 use crate::client_addr::ClientAddr;
@@ -226,8 +226,22 @@ async fn token(
         state.authority.token(&tenant, request, source).await.map_err(OAuthFailure::new)
     }
     .await;
-    if let Some(a) = attempt {
-        let error = result.as_ref().err().map(|f| (f.error.code, f.error.description.as_str()));
+    if let Some(mut a) = attempt {
+        if let Ok(issued) = &result {
+            let to = &issued.to;
+            match &to.user_principal_name {
+                Some(upn) => {
+                    a.user_id = Some(to.object_id.to_string());
+                    a.username = Some(upn.clone());
+                }
+                None => {
+                    a.service_principal_id = Some(to.object_id.to_string());
+                    a.app_display_name = to.app_display_name.clone();
+                }
+            }
+        }
+        let error =
+            result.as_ref().err().map(|f| (f.error.code.number(), f.error.description.as_str()));
         // A device-code poll before the person signed in is not a sign-in.
         if !matches!(
             result.as_ref().err().map(|f| f.error.kind),
@@ -331,7 +345,7 @@ fn parse_form(
     if get("client_assertion").is_some() {
         return Err(GrantError::new(
             OAuthErrorKind::InvalidClient,
-            700027,
+            Aadsts::ClientAssertionUnsupported,
             "Certificate credentials (client_assertion) are not supported; use a client secret.",
         ));
     }
@@ -358,7 +372,7 @@ fn parse_form(
             let shown: String = other.chars().take(100).filter(|c| !c.is_control()).collect();
             return Err(GrantError::new(
                 OAuthErrorKind::UnsupportedGrantType,
-                70003,
+                Aadsts::UnsupportedGrantType,
                 format!("The app requested an unsupported grant type '{shown}'."),
             ));
         }
@@ -368,7 +382,7 @@ fn parse_form(
         let (id, secret) = parse_basic(header).ok_or_else(|| {
             GrantError::new(
                 OAuthErrorKind::InvalidClient,
-                7000215,
+                Aadsts::InvalidClientSecret,
                 "The Authorization header is malformed.",
             )
         })?;

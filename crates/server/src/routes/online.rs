@@ -24,7 +24,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mlgate_core::endpoints::{Deployment, DeploymentSpec, Endpoint, EndpointSpec};
-use mlgate_core::models::WorkspaceRef;
+use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::principal::Principal;
 use mlgate_core::rbac::catalog;
 use mlgate_core::services::{AuthMode, KeySlot, Rollout, deployment_config};
@@ -101,10 +101,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 fn workspace_id(w: WorkspaceRef<'_>) -> String {
-    format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/{PROVIDER}/workspaces/{}",
-        w.subscription, w.resource_group, w.workspace
-    )
+    mlgate_proto::arm::workspace_id(w.subscription, w.resource_group, w.workspace)
 }
 
 fn workspace_key(w: WorkspaceRef<'_>) -> String {
@@ -629,8 +626,8 @@ async fn operation(
         OpKind::Deploy => match state.endpoints.get(p, w, &op.endpoint).await {
             Ok(e) => match e.deployment.map(|d| d.service) {
                 Some(s) => match s.state {
-                    mlgate_core::model::ServiceState::Transitioning => ("InProgress", None),
-                    mlgate_core::model::ServiceState::Healthy => ("Succeeded", None),
+                    mlgate_core::records::ServiceState::Transitioning => ("InProgress", None),
+                    mlgate_core::records::ServiceState::Healthy => ("Succeeded", None),
                     _ => {
                         ("Failed", Some(s.error.unwrap_or_else(|| "the deployment failed".into())))
                     }

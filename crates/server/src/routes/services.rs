@@ -10,9 +10,9 @@ use axum::body::{Bytes, to_bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mlgate_core::model::Service;
-use mlgate_core::models::WorkspaceRef;
+use mlgate_core::model_registry::WorkspaceRef;
 use mlgate_core::principal::Principal;
+use mlgate_core::records::Service;
 use mlgate_core::services::{
     AuthMode, ComputeType, KeySlot, Rollout, ServiceKeys, deployment_config,
 };
@@ -35,9 +35,11 @@ fn json(state: &AppState, s: &Service, ws: WorkspaceRef<'_>) -> proto::Service {
     };
     let auth = dc.map_or(AuthMode::None, |c| c.auth);
     proto::Service {
-        id: format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.MachineLearningServices/workspaces/{}/services/{}",
-            ws.subscription, ws.resource_group, ws.workspace, s.name
+        id: proto::arm::workspace_child_id(
+            ws.subscription,
+            ws.resource_group,
+            ws.workspace,
+            &format!("services/{}", s.name),
         ),
         name: s.name.clone(),
         state: s.state.as_str().into(),

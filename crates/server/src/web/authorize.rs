@@ -163,7 +163,7 @@ pub async fn submit(
         resource: Some(req.resource.clone()),
         ..Default::default()
     };
-    let error = signed_in.as_ref().err().map(|e| (e.code, e.description.as_str()));
+    let error = signed_in.as_ref().err().map(|e| (e.code.number(), e.description.as_str()));
     let now = state.authority.clock().now();
     state.signins.record(attempt.record(now, source, None, error));
     let user = match signed_in {
@@ -173,6 +173,15 @@ pub async fn submit(
         }
         Err(e) if e.is_locked() => {
             return too_many_attempts(None, true).into_response();
+        }
+        Err(e) if e.code == mlgate_core::authority::Aadsts::PasswordChangeRequired => {
+            let body = format!(
+                "<h1>Update your password</h1>{}",
+                crate::web::changepassword::offer(username)
+            );
+            return Page::new("Update your password", body)
+                .status(StatusCode::UNAUTHORIZED)
+                .into_response();
         }
         Err(_) => {
             return sign_in(

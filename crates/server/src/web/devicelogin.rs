@@ -229,6 +229,9 @@ pub async fn submit_signin(
     let error = match &signed_in {
         Ok(_) => None,
         Err(DeviceSignInError::Failed) => Some((50126, "Invalid username, password or code.")),
+        Err(DeviceSignInError::MustChangePassword) => {
+            Some((50055, "The password is expired: the user must change it."))
+        }
         Err(DeviceSignInError::TooManyAttempts { .. }) => Some((50053, "Too many attempts.")),
         Err(DeviceSignInError::Busy { .. }) => Some((90055, "Too many sign-ins at once.")),
     };
@@ -257,6 +260,14 @@ pub async fn submit_signin(
         Err(DeviceSignInError::Failed) => {
             tracing::info!("device login: sign-in refused");
             sign_in_failed(&state, &headers, typed, username)
+        }
+        Err(DeviceSignInError::MustChangePassword) => {
+            tracing::info!("device login: the password must change first");
+            let body = format!(
+                "<h1>Update your password</h1>{}",
+                crate::web::changepassword::offer(username)
+            );
+            Page::new("Update your password", body).status(StatusCode::UNAUTHORIZED)
         }
         Err(DeviceSignInError::TooManyAttempts { until }) => {
             too_many_attempts(Some(seconds_until(state.authority.directory().now(), until)), false)

@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::host::ServeError;
+use crate::error::ServeError;
 use crate::sandbox::{Policy, Sandbox};
 
 pub mod env;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mlgate_core::activity::{self, ActivityQuery, ActivityRecord, ActivityStatus, Pending};
 use mlgate_core::ids::{AppId, ObjectId, RoleDefinitionId, TenantId};
-use mlgate_core::model::RefreshGrant;
+use mlgate_core::records::RefreshGrant;
 use mlgate_core::signins::{SignInQuery, SignInRecord};
 use mlgate_core::store::{Store, StoreError};
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mlgate_core::ids::{AppId, ObjectId, RoleDefinitionId, SubscriptionId, TenantId};
-use mlgate_core::model::{Application, KeyState, Subscription, Tenant};
+use mlgate_core::records::{Application, KeyState, Subscription, Tenant};
 use mlgate_core::store::{Store, StoreError};
 
 use crate::conformance;
@@ -143,7 +143,7 @@ async fn principals_and_secrets(s: Arc<dyn Store>) {
     // Deleting a principal takes its secrets and role assignments with it.
     let role = RoleDefinitionId(guid());
     let mut ra = assignment(tenant, a.object_id, role, "/subscriptions/x");
-    ra.principal_type = mlgate_core::model::PrincipalType::ServicePrincipal;
+    ra.principal_type = mlgate_core::records::PrincipalType::ServicePrincipal;
     s.insert_role_assignment(&ra).await.unwrap();
     s.delete_service_principal(tenant, a.object_id).await.unwrap();
     assert_eq!(s.service_principal(tenant, a.object_id).await.unwrap(), None);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mlgate_core::ids::{AppId, ObjectId, TenantId};
-use mlgate_core::model::{AuthorizationCode, DeviceAuthorization, DeviceState, RefreshGrant};
+use mlgate_core::records::{AuthorizationCode, DeviceAuthorization, DeviceState, RefreshGrant};
 use mlgate_core::store::Store;
 
 use crate::conformance;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mlgate_core::ids::{ObjectId, RoleDefinitionId};
-use mlgate_core::model::{DeviceState, KeyState, UploadedBlob};
+use mlgate_core::records::{DeviceState, KeyState, UploadedBlob};
 use mlgate_core::store::{KeepOneAssignment, Store, StoreError};
 use tokio::task::JoinSet;
 

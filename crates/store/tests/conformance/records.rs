@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mlgate_core::ids::{ObjectId, WorkspaceId};
-use mlgate_core::model::{
+use mlgate_core::records::{
     CodeVersion, ModelFile, ModelVersion, OnlineEndpoint, ServiceState, UploadedBlob,
 };
 use mlgate_core::services::AuthMode;

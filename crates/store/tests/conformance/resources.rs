@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mlgate_core::ids::{ObjectId, RoleDefinitionId, TenantId};
-use mlgate_core::model::{CustomRoleRecord, ResourceGroup};
+use mlgate_core::records::{CustomRoleRecord, ResourceGroup};
 use mlgate_core::store::{KeepOneAssignment, Store, StoreError};
 
 use crate::conformance;

@@ -7,7 +7,7 @@ use mlgate_core::ids::{
     AppId, GrantFamilyId, KeyId, ObjectId, RoleAssignmentId, RoleDefinitionId, SecretId,
     SubscriptionId, TenantId, WorkspaceId,
 };
-use mlgate_core::model::{
+use mlgate_core::records::{
     ClientSecret, KeyState, PrincipalType, ResourceGroup, RoleAssignmentRecord, SealedServiceKeys,
     Service, ServicePrincipal, ServiceState, SigningKeyRecord, Subscription, Tenant, User,
     Workspace,
