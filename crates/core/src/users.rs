@@ -66,9 +66,7 @@ impl Directory {
 
     /// `az ad user show`: any member of the tenant.
     pub async fn show_user(&self, caller: &Principal, id: &str) -> Result<User, Error> {
-        if self.store().membership(caller.tenant_id, caller.object_id).await?.is_none()
-            && caller.is_user()
-        {
+        if caller.is_user() && self.member(caller.tenant_id, caller.object_id).await?.is_none() {
             return Err(Error::Forbidden("only members of the tenant may read its users".into()));
         }
         self.find_user(caller, id).await
