@@ -253,11 +253,16 @@ impl SignInLog {
         Self { tx: None, dropped: Arc::new(AtomicU64::new(0)) }
     }
 
+    /// A log whose records go to `rx` (the writer task's end).
+    fn queued(capacity: usize) -> (Self, mpsc::Receiver<SignInRecord>) {
+        let (tx, rx) = mpsc::channel::<SignInRecord>(capacity.max(1));
+        (Self { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)) }, rx)
+    }
+
     /// Starts the writer task on the current runtime.
     pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
-        let (tx, mut rx) = mpsc::channel::<SignInRecord>(capacity.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let seen = dropped.clone();
+        let (log, mut rx) = Self::queued(capacity);
+        let seen = log.dropped.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(SIGNIN_BATCH);
             let mut reported = 0;
@@ -276,7 +281,7 @@ impl SignInLog {
                 }
             }
         });
-        Self { tx: Some(tx), dropped }
+        log
     }
 
     /// Queues a record; never waits. A full queue drops it and counts.
@@ -449,6 +454,24 @@ mod tests {
         assert_eq!(op(Method::POST, "/t/oauth2/v2.0/token"), None);
         assert_eq!(op(Method::POST, "/api/v1/service/x/score"), None);
         assert_eq!(op(Method::POST, "/api/v1/authorization/check"), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let (log, mut rx) = SignInLog::queued(4);
+        let attempt = || Attempt { grant: "password", ..Default::default() };
+        let at = time::OffsetDateTime::UNIX_EPOCH;
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            log.record(attempt().record(at, ip, None, Some((50126, "AADSTS50126: Wrong."))));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "never waits");
+        assert_eq!(log.dropped(), 996, "the queue holds 4, the rest are counted");
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.error_code, 50126);
+        assert_eq!(first.failure_reason.as_deref(), Some("Wrong."));
+        assert!(SignInLog::off().dropped() == 0 && !SignInLog::off().enabled());
     }
 
     #[test]

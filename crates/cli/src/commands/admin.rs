@@ -49,7 +49,7 @@ pub async fn run(cmd: AdminCommand, out: &Output) -> Result<()> {
         &user,
         &password,
         force_change_password_next_sign_in,
-        time::OffsetDateTime::now_utc(),
+        mlgate_core::clock::Clock::now(&mlgate_core::clock::SystemClock),
         &format!("{operator} (offline)"),
     )
     .await?;

@@ -75,7 +75,9 @@ pub async fn run(c: ClientOpts, cmd: MonitorCommand) -> Result<()> {
     let sub = s.subscription(subscription)?;
     let end = match end_time {
         Some(t) => iso(&t)?,
-        None => OffsetDateTime::now_utc().format(&Rfc3339)?,
+        None => {
+            mlgate_core::clock::Clock::now(&mlgate_core::clock::SystemClock).format(&Rfc3339)?
+        }
     };
     let start = match start_time {
         Some(t) => iso(&t)?,

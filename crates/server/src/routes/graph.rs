@@ -342,10 +342,12 @@ pub async fn handle(
     let path = uri.path().to_string();
     let rest = path.get("/v1.0/".len()..).unwrap_or_default().trim_matches('/').to_string();
     let seg: Vec<&str> = rest.split('/').collect();
-    if method == Method::GET && seg.len() == 2 && seg[0].eq_ignore_ascii_case("auditLogs") {
-        if seg[1].eq_ignore_ascii_case("signIns") {
-            return super::monitor::sign_ins(&state, &p, "/v1.0/auditLogs/signIns", &query).await;
-        }
+    if method == Method::GET
+        && seg.len() == 2
+        && seg[0].eq_ignore_ascii_case("auditLogs")
+        && seg[1].eq_ignore_ascii_case("signIns")
+    {
+        return super::monitor::sign_ins(&state, &p, "/v1.0/auditLogs/signIns", &query).await;
     }
     let bytes = to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::PayloadTooLarge)?;
     let apps = &state.applications;
