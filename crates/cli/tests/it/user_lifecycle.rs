@@ -191,6 +191,41 @@ async fn reset_forced_change_disable_and_delete() {
     assert!(c.user(&admin, &other.id).await.is_err());
     assert_eq!(refused(&s, "olga@mlgate.local", "Olga-Passw0rd-1").await, 50126);
 
+    // The CLI reads both logs.
+    let (code, out, err) = mlgate(
+        &s,
+        &config,
+        &["monitor", "activity-log", "list", "--caller", ADMIN, "--max-events", "500"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert!(listed.iter().all(|e| e["caller"] == ADMIN));
+    assert!(
+        listed.iter().any(|e| e["operationName"]["value"] == "microsoft.directory/users/delete")
+    );
+    let (code, out, err) = mlgate(
+        &s,
+        &config,
+        &["ad", "signin", "list", "--failures-only", "--user", uma, "-o", "json"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let failures: Value = serde_json::from_str(&out).unwrap();
+    let codes: Vec<u64> = failures
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"]["errorCode"].as_u64().unwrap())
+        .collect();
+    for expected in [50055, 50126, 50057] {
+        assert!(codes.contains(&expected), "{expected} missing from {codes:?}");
+    }
+    assert!(!out.contains(first) && !out.contains(second) && !out.contains(third));
+
     // Each of these is in the activity log, once, with the administrator as caller and no
     // password anywhere in it.
     let sub = c.subscriptions(&admin).await.unwrap()[0].subscription_id.clone();
