@@ -169,6 +169,21 @@ pub fn set_caller(p: &Principal) {
     });
 }
 
+/// A user proved who they are without a token (changing their own password): they are the
+/// caller, and their user object the scope.
+pub fn set_user(user: &crate::records::User) {
+    with(|pending| {
+        let r = &mut pending.record;
+        r.tenant_id = Some(user.tenant_id);
+        r.caller_id = Some(user.object_id.to_string());
+        r.caller_type = "User".into();
+        r.caller = user.user_principal_name.clone();
+        r.caller_display_name = user.display_name.clone();
+        r.set_scope(&format!("/users/{}", user.object_id));
+        pending.caller_known = true;
+    });
+}
+
 /// A handler that knows better than the path names the operation and scope itself (a scope
 /// sent in the body, a password reset among user updates).
 pub fn set_operation(operation: &str, scope: Option<&str>) {

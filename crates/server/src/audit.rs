@@ -61,6 +61,13 @@ pub fn operation(method: &Method, path: &str) -> Option<Operation> {
     if let Some(rest) = path.strip_prefix("/modelmanagement/v1.0/subscriptions/") {
         return arm_operation(verb, rest);
     }
+    if verb == "post" && (path == "/api/v1/changePassword" || path == "/changepassword") {
+        // A user's own change: the caller is known once the current password is checked.
+        return Some(Operation {
+            name: "microsoft.directory/users/password/update".into(),
+            scope: path.to_string(),
+        });
+    }
     if let Some(rest) = path.strip_prefix("/v1.0/") {
         return directory_operation(verb, rest, path);
     }

@@ -34,6 +34,8 @@ impl Authority {
         crate::users::validate_password(new)
             .map_err(|e| GrantError::invalid_request(e.to_string()))?;
         let user = self.check_password(&tenant, username, current, source).await?;
+        // The activity record of this request (if any) names the user as its caller.
+        crate::activity::set_user(&user);
         self.directory.set_own_password(user.clone(), new).await.map_err(|e| match e {
             Error::InvalidInput(m) => GrantError::invalid_request(m),
             other => other.into(),

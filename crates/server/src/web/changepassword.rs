@@ -86,7 +86,10 @@ pub async fn submit(
     if get("new") != get("confirm") {
         return form(&state, &headers, username, Some("The new passwords differ.")).into_response();
     }
-    match state.authority.change_password(username, get("current"), get("new"), source).await {
+    let changed =
+        state.authority.change_password(username, get("current"), get("new"), source).await;
+    log_attempt(&state, username, true, source, &changed);
+    match changed {
         Ok(u) => {
             tracing::info!(user = %u.object_id, "password changed at the sign-in pages");
             Page::new(
@@ -129,15 +132,37 @@ pub async fn api(
                 .into_response();
         }
     };
-    match state
+    let changed = state
         .authority
         .change_password(&req.user_principal_name, &req.current_password, &req.new_password, source)
-        .await
-    {
+        .await;
+    log_attempt(&state, &req.user_principal_name, false, source, &changed);
+    match changed {
         Ok(u) => {
             tracing::info!(user = %u.object_id, "password changed");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => OAuthFailure::new(e).into_response(),
     }
+}
+
+/// A password change proves a password, so the sign-in log has it (guessing shows there too).
+fn log_attempt(
+    state: &AppState,
+    username: &str,
+    interactive: bool,
+    source: std::net::IpAddr,
+    result: &Result<mlgate_core::records::User, mlgate_core::authority::GrantError>,
+) {
+    let attempt = crate::audit::Attempt {
+        tenant: result.as_ref().ok().map(|u| u.tenant_id),
+        grant: "changepassword",
+        interactive,
+        username: Some(username.to_string()),
+        user_id: result.as_ref().ok().map(|u| u.object_id.to_string()),
+        ..Default::default()
+    };
+    let error = result.as_ref().err().map(|e| (e.code.number(), e.description.as_str()));
+    let now = state.authority.clock().now();
+    state.signins.record(attempt.record(now, source, None, error));
 }
