@@ -71,10 +71,28 @@ fn activity_from(row: &Row) -> StoreResult<ActivityRecord> {
     })
 }
 
-const INSERT_SIGN_IN: &str = "INSERT INTO sign_ins (id, at, tenant_id, user_id, upn, upn_key, \
+const SIGN_IN_COLUMNS: &str = "INSERT INTO sign_ins (id, at, tenant_id, user_id, upn, upn_key, \
      app_id, app_key, app_display_name, service_principal_id, client_address, interactive, \
-     grant_type, resource, error_code, failure_reason, correlation_id) VALUES ($1, $2, $3, $4, \
-     $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+     grant_type, resource, error_code, failure_reason, correlation_id) VALUES ";
+const SIGN_IN_ARITY: usize = 17;
+/// Rows per INSERT: one statement per 64 records rather than one per record.
+const SIGN_INS_PER_STATEMENT: usize = 64;
+
+/// `INSERT ... VALUES ($1, ..., $17), ($18, ...)` for `rows` rows: placeholders only.
+fn insert_sign_ins_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(SIGN_IN_COLUMNS.len() + rows * SIGN_IN_ARITY * 5);
+    sql.push_str(SIGN_IN_COLUMNS);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..SIGN_IN_ARITY {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * SIGN_IN_ARITY + c + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 fn sign_in_args(r: &SignInRecord) -> Vec<Val> {
     args![
@@ -169,8 +187,9 @@ impl AuditStore for SqlStore {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
-        for r in records {
-            tx.exec(INSERT_SIGN_IN, sign_in_args(r)).await?;
+        for chunk in records.chunks(SIGN_INS_PER_STATEMENT) {
+            let args: Vec<Val> = chunk.iter().flat_map(sign_in_args).collect();
+            tx.exec_built(insert_sign_ins_sql(chunk.len()), args).await?;
         }
         tx.commit().await
     }

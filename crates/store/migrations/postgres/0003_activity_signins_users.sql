@@ -28,8 +28,10 @@ CREATE TABLE activity_log (
 CREATE INDEX activity_log_by_tenant ON activity_log (tenant_id, at);
 CREATE INDEX activity_log_at ON activity_log (at);
 
+-- Written in batches at the rate of grants: appended in time order, with one index (on the
+-- time, for queries and pruning) and no unique index on the random id.
 CREATE TABLE sign_ins (
-    id                   TEXT COLLATE "C" PRIMARY KEY,
+    id                   TEXT COLLATE "C" NOT NULL,
     at                   BIGINT NOT NULL,
     tenant_id            TEXT COLLATE "C",
     user_id              TEXT COLLATE "C",
@@ -47,5 +49,4 @@ CREATE TABLE sign_ins (
     failure_reason       TEXT COLLATE "C",
     correlation_id       TEXT COLLATE "C" NOT NULL
 );
-CREATE INDEX sign_ins_by_tenant ON sign_ins (tenant_id, at);
 CREATE INDEX sign_ins_at ON sign_ins (at);

@@ -28,8 +28,10 @@ CREATE TABLE activity_log (
 CREATE INDEX activity_log_by_tenant ON activity_log (tenant_id, at);
 CREATE INDEX activity_log_at ON activity_log (at);
 
+-- Written in batches at the rate of grants: appended in time order, with one index (on the
+-- time, for queries and pruning) and no unique index on the random id.
 CREATE TABLE sign_ins (
-    id                   TEXT PRIMARY KEY,
+    id                   TEXT NOT NULL,
     at                   INTEGER NOT NULL,
     tenant_id            TEXT,
     user_id              TEXT,
@@ -47,5 +49,4 @@ CREATE TABLE sign_ins (
     failure_reason       TEXT,
     correlation_id       TEXT NOT NULL
 );
-CREATE INDEX sign_ins_by_tenant ON sign_ins (tenant_id, at);
 CREATE INDEX sign_ins_at ON sign_ins (at);

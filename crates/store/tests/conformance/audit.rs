@@ -246,8 +246,13 @@ async fn sign_in_batches_and_queries(s: Arc<dyn Store>) {
     assert_eq!(s.sign_ins(&q(None, Some("App-1"), true)).await.unwrap(), vec![bad.clone()]);
     assert_eq!(s.prune_sign_ins(t(3)).await.unwrap(), 2);
     assert_eq!(s.sign_ins(&q(None, None, false)).await.unwrap(), vec![other]);
-    // A duplicate id in a batch fails the whole batch.
-    let again = sign_in(tenant, 5, "c@mlgate.local", "a", 0);
-    assert!(s.insert_sign_ins(&[again.clone(), again]).await.is_err());
-    assert_eq!(s.sign_ins(&q(Some("c@mlgate.local"), None, false)).await.unwrap(), vec![]);
+    // A batch larger than one statement's rows lands whole, in one transaction.
+    let many: Vec<_> =
+        (0..150).map(|i| sign_in(tenant, 10 + i, "c@mlgate.local", "a", 0)).collect();
+    s.insert_sign_ins(&many).await.unwrap();
+    let mut query = q(Some("c@mlgate.local"), None, false);
+    query.limit = 1000;
+    let found = s.sign_ins(&query).await.unwrap();
+    assert_eq!(found.len(), 150);
+    assert_eq!(found.first(), many.last(), "newest first");
 }
