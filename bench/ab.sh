@@ -8,6 +8,7 @@
 # usage: bench/ab.sh A_BIN B_BIN
 #        (e.g. git worktree add /tmp/a <rev> && cargo build --release in it, for A)
 # env:   WHAT="token read score" ROUNDS=7 CONNS=32 DURATION=8s WARMUP=2s INPUTS=64 OUTPUTS=16
+#        MODEL=examples/linear.onnx INPUTS=3: use a ready model instead of building one
 #        A_SERVE_ARGS / B_SERVE_ARGS: extra `serve` flags for one side, to compare one binary
 #        with itself (e.g. A_SERVE_ARGS="--signin-log off" bench/ab.sh BIN BIN)
 # Output: bench/out/ab-<timestamp>/ (raw wrk output per run, logs, summary.txt).
@@ -30,7 +31,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 form() { python3 -c 'import sys, urllib.parse as u; print(u.urlencode(list(zip(*[iter(sys.argv[1:])]*2))))' "$@"; }
 
 "$BENCH/setup.sh" >/dev/null
-(cd "$ROOT" && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
+if [ -n "${MODEL:-}" ]; then # a ready ONNX model of INPUTS inputs (skips building the example)
+  cp "$MODEL" "$TMP/model.onnx"
+else
+  (cd "$ROOT" && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
+fi
 echo '{"runtime": "onnx"}' > "$TMP/ic.json"
 echo '{"computeType": "instance", "cpu_cores": 2}' > "$TMP/dc.json"
 BODY_SCORE="$(python3 -c "import json; print(json.dumps({'data': [[round((i % 7) / 7, 3) for i in range($INPUTS)]]}))")"
