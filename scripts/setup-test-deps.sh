@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real client libraries used by the compatibility tests:
 #   .deps/venv  Python venv (adal, msal, azure-identity, PyJWT, pytest, requests)
-#   .deps/node  Node packages (adal-node, jose, @azure/msal-node)
+#   .deps/node  Node packages (adal-node, jose, @azure/msal-node; axe-core, which the console's
+#               browser tests inject into each page for the accessibility check)
 #   Debian's chromium and chromium-driver (the sign-in page tests), tmux, jq, yq and
 #   libnss3-tools (the CLI's tests), with apt (needs root)
 #   .deps/az-venv   -> a cached venv with azure-cli 2.91 (Microsoft's own CLI)
@@ -37,6 +38,7 @@ NODE_PKG='{
   "dependencies": {
     "@azure/msal-node": "^7.0.0",
     "adal-node": "0.2.4",
+    "axe-core": "4.11.0",
     "jose": "^6.0.0"
   }
 }'

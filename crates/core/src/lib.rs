@@ -40,6 +40,7 @@ pub mod code;
 pub mod directory;
 pub mod endpoints;
 pub mod error;
+pub mod first_party;
 pub mod ids;
 pub mod keys;
 pub mod lockout;

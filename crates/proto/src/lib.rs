@@ -443,6 +443,10 @@ pub struct Subscription {
 /// `az`, azure-identity's developer credentials and `mlgate` share one public client.
 pub const CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
+/// The application id of mlgate's web console (`/console`), a first-party public client
+/// present in every tenant whose only redirect URI is the server's own `/console/callback`.
+pub const CONSOLE_CLIENT_ID: &str = "6d1f3c0e-4a8b-4f5e-9c2d-7b3a1e0c5d91";
+
 /// The resource the CLI asks for by default: ARM's identifier, which mlgate's API accepts.
 pub const DEFAULT_RESOURCE: &str = "https://management.azure.com/";
 

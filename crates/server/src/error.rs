@@ -60,6 +60,21 @@ impl From<mlgate_core::Error> for ApiError {
 }
 
 /// Escapes text for an XML element or attribute.
+/// The status of a core error, for the console's pages (HTML rather than the API's JSON; the
+/// same status as `ApiError::Core`, which a test below checks).
+pub fn core_status(e: &mlgate_core::Error) -> StatusCode {
+    use mlgate_core::Error as E;
+    match e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::Conflict(_) => StatusCode::CONFLICT,
+        E::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        E::Forbidden(_) => StatusCode::FORBIDDEN,
+        E::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -330,6 +345,23 @@ mod tests {
             if status != 503 {
                 assert_eq!(m, shown, "the domain's message reaches the client");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn console_pages_use_the_api_statuses() {
+        use mlgate_core::Error as E;
+        for make in [
+            || E::NotFound("n".into()),
+            || E::Conflict("c".into()),
+            || E::InvalidInput("i".into()),
+            || E::TooLarge("t".into()),
+            || E::Forbidden("f".into()),
+            || E::Unavailable,
+            || E::Internal("x".into()),
+        ] {
+            let status = core_status(&make());
+            assert_eq!(ApiError::Core(make()).into_response().status(), status);
         }
     }
 

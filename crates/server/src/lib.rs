@@ -313,6 +313,8 @@ impl Server {
 
         let directory =
             Arc::new(Directory::new(store.clone(), clock.clone(), config.client_cache_ttl).await?);
+        // The web console is a first-party client of every tenant (stores from before it too).
+        mlgate_core::first_party::ensure_console_everywhere(&directory).await?;
         let mut resources: Vec<String> = BUILTIN_RESOURCES.iter().map(|s| s.to_string()).collect();
         resources.push(format!("{url}/"));
         resources.extend(config.extra_resources.iter().cloned());
@@ -438,6 +440,7 @@ impl Server {
             trusted_proxies: config.trusted_proxies.clone().into(),
             monitor,
             signins,
+            console: Arc::default(),
         };
         let mut app = routes::router(state.clone());
         if tls.is_some() {

@@ -43,4 +43,6 @@ pub struct AppState {
     pub monitor: Arc<mlgate_core::monitor::Monitor>,
     /// The sign-in log's writer (batched, off the request path).
     pub signins: crate::audit::SignInLog,
+    /// The web console's signed-in sessions (this process's).
+    pub console: Arc<crate::web::console::session::Sessions>,
 }

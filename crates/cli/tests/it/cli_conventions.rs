@@ -447,6 +447,7 @@ async fn the_landing_page_says_what_this_is_and_links_to_devicelogin() {
     );
     let body = resp.text().await.unwrap();
     assert!(body.contains("href=\"/devicelogin\""), "{body}");
+    assert!(body.contains("href=\"/console\""), "{body}");
     assert!(body.contains("/.well-known/openid-configuration"), "{body}");
     assert!(body.contains(&s.url), "{body}");
 }

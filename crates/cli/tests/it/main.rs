@@ -15,6 +15,7 @@ mod azure;
 mod bounded;
 mod cli;
 mod cli_conventions;
+mod console;
 mod forged_tokens;
 mod hardening;
 mod interactive;

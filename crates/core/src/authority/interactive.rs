@@ -497,8 +497,18 @@ impl Authority {
         })?;
         let redirect_uri = p.redirect_uri.clone().unwrap_or_default();
         // Only public clients sign people in interactively here, and they must use a loopback
-        // redirect (the way `az login` listens on localhost); nothing else is registered.
-        if !client.principal.public_client || !is_loopback_redirect(&redirect_uri) {
+        // redirect (the way `az login` listens on localhost); the web console alone uses, and
+        // may only use, its callback on this server.
+        let registered = if client.principal.app_id == crate::first_party::console_app_id() {
+            crate::first_party::is_first_party_redirect(
+                client.principal.app_id,
+                &redirect_uri,
+                &self.cfg.public_url,
+            )
+        } else {
+            is_loopback_redirect(&redirect_uri)
+        };
+        if !client.principal.public_client || !registered {
             return Err(page(
                 "The redirect URI in this sign-in link does not match the application's registration.",
             ));

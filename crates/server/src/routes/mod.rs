@@ -77,6 +77,8 @@ async fn lowercase_arm_root(mut req: Request) -> Request {
 fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::web::home::show))
+        .nest("/console", web::console::routes())
+        .route("/console/", get(web::console::to_home))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         // OpenID Connect discovery and keys, v1 and v2.

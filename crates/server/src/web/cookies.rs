@@ -27,9 +27,23 @@ pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 pub fn set_cookie(headers: &mut HeaderMap, name: &str, value: &str, max_age: i64, secure: bool) {
+    set_cookie_at(headers, "/", name, value, max_age, secure);
+}
+
+/// [`set_cookie`] for the paths under `path` only (the console's cookies stay under
+/// `/console`, so the API and scoring requests never carry them).
+pub fn set_cookie_at(
+    headers: &mut HeaderMap,
+    path: &str,
+    name: &str,
+    value: &str,
+    max_age: i64,
+    secure: bool,
+) {
     let secure = if secure { "; Secure" } else { "" };
-    let cookie =
-        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    let cookie = format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, v);
     }
@@ -57,6 +71,26 @@ pub fn csrf_ok(key: &hmac::Key, headers: &HeaderMap, token: Option<&str>) -> boo
         (Some(c), Some(t)) => bool::from(mac(key, "csrf", c).as_bytes().ct_eq(t.as_bytes())),
         _ => false,
     }
+}
+
+/// Any small value as an HMAC-signed cookie value (`purpose` separates the kinds).
+pub fn seal<T: Serialize>(key: &hmac::Key, purpose: &str, value: &T) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap_or_default());
+    let tag = mac(key, purpose, &payload);
+    format!("{payload}.{tag}")
+}
+
+/// The value [`seal`] made for `purpose`, if untampered.
+pub fn open<T: serde::de::DeserializeOwned>(
+    key: &hmac::Key,
+    purpose: &str,
+    value: &str,
+) -> Option<T> {
+    let (payload, tag) = value.split_once('.')?;
+    if !bool::from(mac(key, purpose, payload).as_bytes().ct_eq(tag.as_bytes())) {
+        return None;
+    }
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use crate::state::AppState;
 /// The endpoints a person or a client is pointed at, relative to the server's URL.
 const ENDPOINTS: &[(&str, &str)] = &[
     ("/devicelogin", "enter a sign-in code"),
+    ("/console", "the web console"),
     ("/{tenant}/oauth2/v2.0/token", "OAuth 2.0 tokens"),
     ("/{tenant}/v2.0/.well-known/openid-configuration", "OpenID Connect discovery"),
     ("/metadata/endpoints", "cloud metadata for az and the Azure ML SDKs"),
@@ -35,6 +36,8 @@ pub async fn show(State(state): State<AppState>) -> Page {
              <p>Signing in on another device (<code>mlgate login --use-device-code</code>, \
              <code>az login --use-device-code</code>)? Enter the code it shows you here:</p>\
              <a class=\"button\" id=\"devicelogin\" href=\"/devicelogin\">Enter a sign-in code</a>\
+             <p>Managing workspaces, web services, service principals and roles in the browser? \
+             <a id=\"console\" href=\"/console\">Open the console</a>.</p>\
              <ul class=\"endpoints\">{rows}</ul>"
         ),
     )

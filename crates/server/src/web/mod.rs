@@ -7,6 +7,7 @@
 
 pub mod authorize;
 pub mod changepassword;
+pub mod console;
 pub mod cookies;
 pub mod devicelogin;
 pub mod home;

@@ -42,7 +42,7 @@ button.secondary{background:#e2e8f0;color:#0f172a}
 .facts div{display:flex;justify-content:space-between;gap:12px;font-size:14px;padding:2px 0}
 .facts span:first-child{color:#64748b}
 .facts span:last-child{font-weight:600;text-align:right;word-break:break-all}
-.foot{margin-top:22px;font-size:12px;color:#94a3b8;text-align:center}
+.foot{margin-top:22px;font-size:12px;color:#64748b;text-align:center}
 a{color:#2563eb}
 a.button{display:block;text-align:center;text-decoration:none;padding:11px 14px;border-radius:8px;font-weight:600;background:#2563eb;color:#fff;margin:18px 0 6px}
 ul.endpoints{list-style:none;padding:0;margin:8px 0 0;font-size:13px}
