@@ -8,6 +8,9 @@
 # usage: bench/ab.sh A_BIN B_BIN
 #        (e.g. git worktree add /tmp/a <rev> && cargo build --release in it, for A)
 # env:   WHAT="token read score" ROUNDS=7 CONNS=32 DURATION=8s WARMUP=2s INPUTS=64 OUTPUTS=16
+#        MODEL=examples/linear.onnx INPUTS=3: use a ready model instead of building one
+#        A_SERVE_ARGS / B_SERVE_ARGS: extra `serve` flags for one side, to compare one binary
+#        with itself (e.g. A_SERVE_ARGS="--signin-log off" bench/ab.sh BIN BIN)
 # Output: bench/out/ab-<timestamp>/ (raw wrk output per run, logs, summary.txt).
 set -euo pipefail
 
@@ -28,18 +31,24 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 form() { python3 -c 'import sys, urllib.parse as u; print(u.urlencode(list(zip(*[iter(sys.argv[1:])]*2))))' "$@"; }
 
 "$BENCH/setup.sh" >/dev/null
-(cd "$ROOT" && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
+if [ -n "${MODEL:-}" ]; then # a ready ONNX model of INPUTS inputs (skips building the example)
+  cp "$MODEL" "$TMP/model.onnx"
+else
+  (cd "$ROOT" && cargo run --release -q -p mlgate-serving --example linear_onnx -- "$TMP/model.onnx" "$INPUTS" "$OUTPUTS")
+fi
 echo '{"runtime": "onnx"}' > "$TMP/ic.json"
 echo '{"computeType": "instance", "cpu_cores": 2}' > "$TMP/dc.json"
 BODY_SCORE="$(python3 -c "import json; print(json.dumps({'data': [[round((i % 7) / 7, 3) for i in range($INPUTS)]]}))")"
 
 declare -A PORT SPID TOKEN_PATH TOKEN_BODY WS_PATH BEARER
 start() { # NAME BIN: a server with a service principal and a deployed ONNX service
-  local name=$1 bin=$2 pw port
+  local name=$1 bin=$2 pw port extra_var="${1}_SERVE_ARGS"
+  local -a extra
+  read -r -a extra <<<"${!extra_var:-}"
   pw="$(python3 -c 'import secrets; print("p" + secrets.token_urlsafe(20))')"
   port="$(free_port)"
   MLGATE_LOG=warn MLGATE_BOOTSTRAP_PASSWORD="$pw" "$bin" serve --data-dir "$TMP/$name" \
-    --listen "127.0.0.1:$port" --insecure-http >"$OUT/$name.log" 2>&1 &
+    --listen "127.0.0.1:$port" --insecure-http "${extra[@]}" >"$OUT/$name.log" 2>&1 &
   SPID[$name]=$!; PIDS+=($!)
   PORT[$name]=$port
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
@@ -79,7 +88,7 @@ run_wrk() { # NAME WHAT DURATION [OUTFILE]
 }
 {
   echo "date: $(date -Is); nproc: $(nproc); kernel: $(uname -r)"
-  echo "A: $A_BIN"; echo "B: $B_BIN"
+  echo "A: $A_BIN ${A_SERVE_ARGS:-}"; echo "B: $B_BIN ${B_SERVE_ARGS:-}"
   echo "wrk -t1 -c$CONNS -d$DURATION --latency; rounds: $ROUNDS; scoring: linear $INPUTS->$OUTPUTS ONNX, instance, cpu_cores 2"
 } | tee "$OUT/facts.txt"
 for what in ${WHAT:-token read score}; do

@@ -171,9 +171,80 @@ pub enum Command {
     /// Make a new data directory from a backup file (needs the master key: a copy of
     /// master.key, MLGATE_MASTER_KEY, or the passphrase of a --with-master-key backup).
     Restore(RestoreArgs),
+    /// The activity log: who changed what, when (management writes, denials, key reads).
+    Monitor {
+        #[command(flatten)]
+        c: ClientOpts,
+        #[command(subcommand)]
+        cmd: MonitorCommand,
+    },
+    /// Recovery on the server's machine (works on the data directory, not through a server).
+    Admin {
+        #[command(flatten)]
+        out: OutputOpts,
+        #[command(subcommand)]
+        cmd: AdminCommand,
+    },
     /// Writes reference documentation (docs/cli.md is made by `mlgate docs cli`).
     #[command(subcommand, hide = true)]
     Docs(DocsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// The activity log.
+    #[command(subcommand)]
+    ActivityLog(ActivityLogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActivityLogCommand {
+    /// Events of the active subscription, newest first (default: the last 7 days).
+    List {
+        /// Only events in this resource group.
+        #[arg(short = 'g', long)]
+        resource_group: Option<String>,
+        /// Only events by this caller (user principal name, application id or object id).
+        #[arg(long)]
+        caller: Option<String>,
+        /// The earliest time (ISO 8601, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        start_time: Option<String>,
+        /// The latest time (ISO 8601; default: now).
+        #[arg(long)]
+        end_time: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        max_events: usize,
+        /// The subscription (default: the active account's).
+        #[arg(short = 's', long)]
+        subscription: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set a new password for a user (a lost administrator password) directly in the store,
+    /// enable the account and revoke its sign-ins; recorded in the activity log. Needs the
+    /// data directory, so only someone on the server's machine can run it. The new password
+    /// is read from the terminal, or generated and written to a 0600 file.
+    ResetPassword {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The server's store when it is not the data directory's SQLite (`postgres://...`).
+        #[arg(long, env = "MLGATE_STORE", hide_env_values = true)]
+        store: Option<String>,
+        /// The user: principal name (admin@domain) or object id.
+        #[arg(long)]
+        user: String,
+        /// Generate the password (and write it to {data-dir}/reset-password-{user}) instead of
+        /// asking for one.
+        #[arg(long)]
+        generate: bool,
+        /// Make the user choose a new password at the next sign-in.
+        #[arg(long)]
+        force_change_password_next_sign_in: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -698,9 +769,28 @@ pub struct ServeArgs {
     /// monitoring network; it requires the token too when --metrics-token-file is given).
     #[arg(long, env = "MLGATE_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Days the activity log keeps its events (older ones are pruned hourly).
+    #[arg(long, env = "MLGATE_ACTIVITY_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub activity_retention_days: i64,
+    /// Days the sign-in log keeps its records.
+    #[arg(long, env = "MLGATE_SIGNIN_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(i64).range(1..=3650))]
+    pub signin_retention_days: i64,
+    /// Record sign-ins and token grants (`off` only to measure what the log costs).
+    #[arg(long, env = "MLGATE_SIGNIN_LOG", value_enum, default_value_t = Switch::On)]
+    pub signin_log: Switch,
     /// The log's format (the filter is MLGATE_LOG, e.g. `info` or `mlgate_server=debug`).
     #[arg(long, value_enum, env = "MLGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -775,6 +865,29 @@ pub enum AdCommand {
     /// Tenants (directories) the signed-in user belongs to.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// The sign-in log: every sign-in and token grant, with failures' AADSTS codes
+    /// (directory administrators).
+    #[command(subcommand)]
+    Signin(SigninCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigninCommand {
+    /// Sign-ins, newest first.
+    List {
+        /// Only this user (principal name or object id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this application (client id).
+        #[arg(long)]
+        app: Option<String>,
+        /// Only failed sign-ins.
+        #[arg(long)]
+        failures_only: bool,
+        /// At most this many records.
+        #[arg(long, default_value_t = 50)]
+        top: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -815,9 +928,53 @@ pub enum UserCommand {
         /// The sign-in name, name@domain of the tenant.
         #[arg(long)]
         user_principal_name: String,
+        /// Make the user choose a new password at the first sign-in.
+        #[arg(long)]
+        force_change_password_next_sign_in: bool,
     },
     /// The tenant's users.
     List,
+    /// Show a user.
+    Show {
+        /// Object id or user principal name.
+        #[arg(long)]
+        id: String,
+    },
+    /// Change a user (directory administrators): display name, enabled, a new password.
+    Update {
+        /// Object id or user principal name.
+        #[arg(long)]
+        id: String,
+        /// The name people see.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Enable or disable sign-in (a disabled user is refused with AADSTS50057).
+        #[arg(long)]
+        account_enabled: Option<bool>,
+        /// A new password (an administrator's reset; the user's sign-ins are revoked). Read
+        /// from MLGATE_NEW_USER_PASSWORD when set.
+        #[arg(long, env = "MLGATE_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Make the user choose a new password at the next sign-in (`true` when given alone).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        force_change_password_next_sign_in: Option<bool>,
+    },
+    /// Delete a user with their memberships, role assignments and sign-ins.
+    Delete {
+        /// Object id or user principal name.
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        yes: Yes,
+    },
+    /// Change your own password (needs no sign-in: the current password is the proof, so a
+    /// user who must change it can). Passwords are read from the terminal, or from
+    /// MLGATE_CURRENT_PASSWORD and MLGATE_NEW_PASSWORD.
+    ChangePassword {
+        /// Your user principal name (default: the active account's).
+        #[arg(long)]
+        user_principal_name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

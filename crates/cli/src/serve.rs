@@ -99,6 +99,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     config.metrics_listen = args.metrics_listen;
     // Benchmarks only (bench/metrics.sh): the "metrics off" side of a paired comparison.
     config.bench_disable_metrics = std::env::var_os("MLGATE_BENCH_DISABLE_METRICS").is_some();
+    config.log_retention = mlgate_server::audit::Retention {
+        activity: time::Duration::days(args.activity_retention_days),
+        sign_ins: time::Duration::days(args.signin_retention_days),
+    };
+    config.signin_log = args.signin_log == crate::cli::Switch::On;
     config.limits = mlgate_server::net::ConnectionLimits {
         max_connections: args.max_connections as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),

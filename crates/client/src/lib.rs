@@ -7,6 +7,8 @@
 //! the OAuth error or the API's stable code.
 
 pub mod models;
+pub use monitor::LogPage;
+mod monitor;
 mod rbac;
 mod resources;
 mod services;
@@ -86,6 +88,9 @@ impl Client {
             return Ok(());
         }
         let bytes = resp.bytes().await.unwrap_or_default();
+        if let Ok(body) = serde_json::from_slice::<OAuthErrorBody>(&bytes) {
+            return Err(ClientError::OAuth { status, body: Box::new(body) });
+        }
         match serde_json::from_slice::<ApiErrorBody>(&bytes) {
             Ok(body) => Err(ClientError::Api { status, body: Box::new(body) }),
             Err(_) => Err(ClientError::Unexpected { status }),

@@ -17,7 +17,7 @@ use time::Duration;
 use crate::clock::Clock;
 use crate::directory::{ClientEntry, Directory};
 use crate::error::Error;
-use crate::ids::{AppId, TenantId};
+use crate::ids::{AppId, ObjectId, TenantId};
 use crate::keys::{Jwk, KeyError, KeyRing, KeySet, MasterKey};
 use crate::lockout::{CodeLockout, PasswordLockout};
 use crate::password::PasswordChecks;
@@ -30,6 +30,7 @@ mod errors;
 mod grants;
 mod interactive;
 mod issuing;
+mod password_change;
 mod service_tokens;
 
 pub use errors::{Aadsts, GrantError, OAuthErrorKind};
@@ -118,6 +119,16 @@ pub struct Issued {
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     pub client_info: Option<String>,
+    /// Who the token was issued to (for the sign-in log).
+    pub to: IssuedTo,
+}
+
+/// The principal a token names: a user, or an application's service principal.
+#[derive(Debug, Clone)]
+pub struct IssuedTo {
+    pub object_id: ObjectId,
+    pub user_principal_name: Option<String>,
+    pub app_display_name: Option<String>,
 }
 
 /// The OIDC scopes a v2 request may carry beside its resource scope.

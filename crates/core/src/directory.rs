@@ -79,6 +79,7 @@ pub async fn bootstrap(
         password_hash,
         account_enabled: true,
         is_admin: true,
+        force_change_password: false,
     };
     let cli_application = cli_application(tenant.id, now)?;
     let keys = vec![
@@ -523,6 +524,7 @@ impl Directory {
             password_hash,
             account_enabled: true,
             is_admin: false,
+            force_change_password: false,
         };
         self.store.insert_user(&user).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(_) => {

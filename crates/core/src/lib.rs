@@ -17,6 +17,9 @@
 //! - [`applications`]: Graph's application objects beside their service principals (`az ad`).
 //! - [`endpoints`], [`code`]: the Azure ML SDK v2's online endpoints over the same web
 //!   services, and the code assets (source folders) their deployments run.
+//! - [`activity`], [`signins`]: the activity log (management writes, in the same transaction)
+//!   and the sign-in log (every grant and sign-in, batched by the server); [`monitor`] reads
+//!   them; [`users`]: the user lifecycle (update, delete, resets).
 //! - [`authority`]: the OAuth 2.0 grants (client credentials, password, refresh token, device
 //!   code, authorization code), the claims they sign, and their AADSTS errors.
 //! - [`model_registry`], [`services`], [`scoring`], [`resources`], [`access`], [`rbac`]: the
@@ -30,6 +33,7 @@
 //! responses; the store crate fills its traits.
 
 pub mod access;
+pub mod activity;
 pub mod applications;
 pub mod authority;
 pub mod changes;
@@ -44,6 +48,7 @@ pub mod ids;
 pub mod keys;
 pub mod lockout;
 pub mod model_registry;
+pub mod monitor;
 pub mod password;
 pub mod principal;
 pub mod rbac;
@@ -52,8 +57,10 @@ pub mod resources;
 pub mod scoring;
 pub mod secrets;
 pub mod services;
+pub mod signins;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod users;
 
 pub use error::Error;

@@ -35,6 +35,8 @@ pub struct User {
     pub account_enabled: bool,
     /// Directory administrators manage every service principal of their tenant.
     pub is_admin: bool,
+    /// Sign-in is refused (AADSTS50055) until the user sets a new password.
+    pub force_change_password: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -77,6 +77,13 @@ pub trait DirectoryStore: Send + Sync {
         owner: &RoleAssignmentRecord,
     ) -> StoreResult<()>;
     async fn list_users(&self, tenant: TenantId) -> StoreResult<Vec<User>>;
+    /// Rewrites a user's name, display name, password hash and flags; `NotFound` when absent.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// Deletes a user with its memberships, role assignments and refresh grants, in one
+    /// transaction; `NotFound` when absent.
+    async fn delete_user(&self, tenant: TenantId, id: ObjectId) -> StoreResult<()>;
+    /// Revokes every refresh grant of a user (after a password change); returns how many.
+    async fn revoke_user_grants(&self, user: ObjectId) -> StoreResult<u64>;
 
     /// Inserts a principal together with its first secret.
     async fn insert_service_principal(
@@ -433,6 +440,27 @@ pub enum BlobWrite {
     },
 }
 
+/// The activity and sign-in logs.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Writes one activity record on its own (a denial, a failure, a read).
+    async fn insert_activity(&self, record: &crate::activity::ActivityRecord) -> StoreResult<()>;
+    async fn activity(
+        &self,
+        query: &crate::activity::ActivityQuery,
+    ) -> StoreResult<Vec<crate::activity::ActivityRecord>>;
+    /// Deletes activity records older than `before`; returns how many.
+    async fn prune_activity(&self, before: OffsetDateTime) -> StoreResult<u64>;
+    /// Writes a batch of sign-in records in one transaction.
+    async fn insert_sign_ins(&self, records: &[crate::signins::SignInRecord]) -> StoreResult<()>;
+    async fn sign_ins(
+        &self,
+        query: &crate::signins::SignInQuery,
+    ) -> StoreResult<Vec<crate::signins::SignInRecord>>;
+    /// Deletes sign-in records older than `before`; returns how many.
+    async fn prune_sign_ins(&self, before: OffsetDateTime) -> StoreResult<u64>;
+}
+
 /// Everything the server needs from storage.
 #[async_trait]
 pub trait Store:
@@ -447,6 +475,7 @@ pub trait Store:
     + ApplicationStore
     + EndpointStore
     + CodeStore
+    + AuditStore
     + crate::changes::ChangeStore
     + crate::lockout::AttemptStore
     + Send

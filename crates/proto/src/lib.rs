@@ -183,6 +183,34 @@ pub struct User {
     pub user_principal_name: String,
     pub display_name: String,
     pub account_enabled: bool,
+    /// The next sign-in must set a new password first (AADSTS50055 until then).
+    #[serde(default)]
+    pub force_change_password_next_sign_in: bool,
+}
+
+/// `PATCH /api/v1/users/{id}` (`az ad user update`): only the fields given change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_enabled: Option<bool>,
+    /// A new password set by an administrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_change_password_next_sign_in: Option<bool>,
+}
+
+/// `POST /api/v1/changePassword`: a user sets a new password by proving the current one (no
+/// token needed, so a user whose password must change can).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePassword {
+    pub user_principal_name: String,
+    pub current_password: String,
+    pub new_password: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -191,6 +219,8 @@ pub struct CreateUser {
     pub user_principal_name: String,
     pub display_name: String,
     pub password: String,
+    #[serde(default)]
+    pub force_change_password_next_sign_in: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -24,10 +24,12 @@ impl FromRequestParts<AppState> for Caller {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => return Err(ApiError::Unauthenticated { reason: None, authorization_uri }),
         };
-        state
+        let principal = state
             .authority
             .verify(token)
-            .map(Caller)
-            .map_err(|e| ApiError::Unauthenticated { reason: Some(e), authorization_uri })
+            .map_err(|e| ApiError::Unauthenticated { reason: Some(e), authorization_uri })?;
+        // The request's activity record (if it has one) now knows who is calling.
+        mlgate_core::activity::set_caller(&principal);
+        Ok(Caller(principal))
     }
 }

@@ -93,7 +93,13 @@ pub fn xml_escape(s: &str) -> String {
 
 fn body(status: StatusCode, code: &str, message: String) -> Response {
     let b = ApiErrorBody { error: ApiErrorDetail { code: code.to_string(), message } };
-    (status, Json(b)).into_response()
+    with_code((status, Json(b)).into_response(), code)
+}
+
+/// Names the error code for the activity log (`audit::record_activity`).
+fn with_code(mut resp: Response, code: &str) -> Response {
+    resp.extensions_mut().insert(crate::audit::ErrorCode(code.to_string()));
+    resp
 }
 
 impl IntoResponse for ApiError {
@@ -159,7 +165,7 @@ impl IntoResponse for ApiError {
                      <Message>{}</Message></Error>",
                     xml_escape(&message)
                 );
-                let mut resp = (status, xml).into_response();
+                let mut resp = with_code((status, xml).into_response(), code);
                 let h = resp.headers_mut();
                 h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
                 if let Ok(v) = HeaderValue::from_str(code) {
@@ -167,16 +173,19 @@ impl IntoResponse for ApiError {
                 }
                 resp
             }
-            ApiError::ModelManagement { status, code, message } => (
-                status,
-                Json(serde_json::json!({
-                    "code": code,
-                    "statusCode": status.as_u16(),
-                    "message": message,
-                    "error": {"code": code, "message": message},
-                })),
-            )
-                .into_response(),
+            ApiError::ModelManagement { status, code, message } => with_code(
+                (
+                    status,
+                    Json(serde_json::json!({
+                        "code": code,
+                        "statusCode": status.as_u16(),
+                        "message": message,
+                        "error": {"code": code, "message": message},
+                    })),
+                )
+                    .into_response(),
+                code,
+            ),
             ApiError::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,
                 codes::METHOD_NOT_ALLOWED,

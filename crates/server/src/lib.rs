@@ -16,6 +16,7 @@
 //! The listener, the clock and the shutdown signal are passed in, so tests run several servers
 //! in one process on ephemeral ports.
 
+pub mod audit;
 pub mod auth;
 pub mod client_addr;
 pub mod deployments;
@@ -117,6 +118,11 @@ pub struct ServerConfig {
     /// metrics costs.
     #[doc(hidden)]
     pub bench_disable_metrics: bool,
+    /// How long the activity and sign-in logs keep records (`--activity-retention-days`,
+    /// `--signin-retention-days`).
+    pub log_retention: audit::Retention,
+    /// Record sign-ins (`--signin-log on|off`; off only to measure what the log costs).
+    pub signin_log: bool,
 }
 
 impl ServerConfig {
@@ -147,6 +153,11 @@ impl ServerConfig {
             trusted_proxies: Vec::new(),
             metrics_token: None,
             metrics_listen: None,
+            log_retention: audit::Retention {
+                activity: Duration::days(90),
+                sign_ins: Duration::days(30),
+            },
+            signin_log: true,
         }
     }
 }
@@ -246,6 +257,8 @@ pub struct Server {
     state: AppState,
     key_reload_interval: StdDuration,
     follow: (StdDuration, StdDuration),
+    /// The logs' retention, and the clock that ages their records.
+    retention: (audit::Retention, Arc<dyn Clock>),
     pub startup: Startup,
 }
 
@@ -379,7 +392,18 @@ impl Server {
             directory.clone(),
             clock.clone(),
         ));
-        let resources = Arc::new(Resources::new(directory, access.clone(), clock));
+        let monitor = Arc::new(mlgate_core::monitor::Monitor::new(
+            directory.clone(),
+            access.clone(),
+            clock.clone(),
+        ));
+        let signins = if config.signin_log {
+            audit::SignInLog::start(store.clone(), audit::SIGNIN_QUEUE)
+        } else {
+            tracing::warn!("the sign-in log is off (--signin-log off)");
+            audit::SignInLog::off()
+        };
+        let resources = Arc::new(Resources::new(directory, access.clone(), clock.clone()));
         let sandbox = mlgate_serving::sandbox::Sandbox::probe(
             config.sandbox_launcher.as_deref(),
             config.allow_unconfined_entry_scripts,
@@ -441,6 +465,8 @@ impl Server {
             public_url: url.clone().into(),
             secure_cookies: url.starts_with("https://"),
             trusted_proxies: config.trusted_proxies.clone().into(),
+            monitor,
+            signins,
             console: Arc::default(),
             metrics: metrics.clone(),
         };
@@ -477,6 +503,7 @@ impl Server {
             state,
             key_reload_interval: config.key_reload_interval,
             follow: (config.change_poll_interval, config.reconcile_interval),
+            retention: (config.log_retention, clock),
             startup: Startup { url, ca_file, bootstrap: report },
         })
     }
@@ -547,6 +574,8 @@ impl Server {
             }
             None => None,
         };
+        let (keep, clock) = self.retention;
+        let pruner = tokio::spawn(audit::prune(self.state.store.clone(), clock, keep));
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let served = self.connections.serve(listener, self.tls, self.app, shutdown).await;
         let _ = metrics_stop.send(true);
@@ -555,6 +584,7 @@ impl Server {
         }
         reloader.abort();
         follower.abort();
+        pruner.abort();
         served.context("serving")
     }
 }

@@ -39,6 +39,10 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Reading the activity and sign-in logs.
+    pub monitor: Arc<mlgate_core::monitor::Monitor>,
+    /// The sign-in log's writer (batched, off the request path).
+    pub signins: crate::audit::SignInLog,
     /// The web console's signed-in sessions (this process's).
     pub console: Arc<crate::web::console::session::Sessions>,
     /// What `/metrics` shows (requests, tokens, scoring, sign-in failures).

@@ -42,6 +42,7 @@ pub(crate) fn user_from(row: &Row) -> StoreResult<User> {
         password_hash: row.text("password_hash")?,
         account_enabled: row.bool("account_enabled")?,
         is_admin: row.bool("is_admin")?,
+        force_change_password: row.bool("force_change_password")?,
     })
 }
 
@@ -123,7 +124,8 @@ pub(crate) async fn insert_key(
 }
 
 const INSERT_USER: &str = "INSERT INTO users (object_id, tenant_id, upn, display_name, \
-     password_hash, account_enabled, is_admin) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     password_hash, account_enabled, is_admin, force_change_password) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 fn user_args(u: &User) -> Vec<crate::db::Val> {
     args![
@@ -133,7 +135,8 @@ fn user_args(u: &User) -> Vec<crate::db::Val> {
         &u.display_name,
         &u.password_hash,
         u.account_enabled,
-        u.is_admin
+        u.is_admin,
+        u.force_change_password
     ]
 }
 
@@ -292,6 +295,50 @@ impl DirectoryStore for SqlStore {
             .all("SELECT * FROM users WHERE tenant_id = $1 ORDER BY upn", args![tenant])
             .await?;
         rows.iter().map(user_from).collect()
+    }
+
+    async fn update_user(&self, u: &User) -> StoreResult<()> {
+        let done = self
+            .db
+            .exec(
+                "UPDATE users SET upn = $1, display_name = $2, password_hash = $3, \
+                 account_enabled = $4, force_change_password = $5 \
+                 WHERE tenant_id = $6 AND object_id = $7",
+                args![
+                    name_key(&u.user_principal_name),
+                    &u.display_name,
+                    &u.password_hash,
+                    u.account_enabled,
+                    u.force_change_password,
+                    u.tenant_id,
+                    u.object_id
+                ],
+            )
+            .await?;
+        if done == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+
+    async fn delete_user(&self, tenant: TenantId, id: ObjectId) -> StoreResult<()> {
+        let mut tx = self.db.begin().await?;
+        let done = tx
+            .exec("DELETE FROM users WHERE tenant_id = $1 AND object_id = $2", args![tenant, id])
+            .await?;
+        if done == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.exec("DELETE FROM tenant_members WHERE user_id = $1", args![id]).await?;
+        tx.exec("DELETE FROM role_assignments WHERE principal_id = $1", args![id]).await?;
+        tx.exec("UPDATE refresh_grants SET revoked = TRUE WHERE subject = $1", args![id]).await?;
+        tx.commit().await
+    }
+
+    async fn revoke_user_grants(&self, user: ObjectId) -> StoreResult<u64> {
+        self.db
+            .exec(
+                "UPDATE refresh_grants SET revoked = TRUE WHERE subject = $1 AND revoked = FALSE",
+                args![user],
+            )
+            .await
     }
 
     async fn insert_service_principal(

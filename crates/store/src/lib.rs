@@ -11,6 +11,8 @@
 //!   error mapping), `db/sqlite.rs` and `db/postgres.rs`;
 //! - `shared`: what several nodes share beyond records (the change log, with PostgreSQL's
 //!   `LISTEN/NOTIFY`; settings; the password lock-out's counts);
+//! - `audit`: the activity log (also written by a write transaction's commit, see `db::Tx`)
+//!   and the sign-in log;
 //! - [`copy`]: `mlgate store migrate`, every record from one store into another;
 //! - [`blobs`]: the content-addressed file store (model files, uploads).
 //!
@@ -18,6 +20,7 @@
 //! both backends.
 
 mod applications;
+mod audit;
 pub mod backup;
 pub mod blobs;
 mod code;

@@ -3,12 +3,14 @@
 use anyhow::{Result, bail};
 use mlgate_proto::{
     AddMember, CreateRoleAssignment, CreateServicePrincipal, CreateTenant, CreateUser,
-    ResetCredential, SdkAuth,
+    ResetCredential, SdkAuth, UpdateUser,
 };
 use serde_json::json;
 
 use super::{Session, confirm};
-use crate::cli::{AdCommand, ClientOpts, CredentialCommand, SpCommand, TenantCommand, UserCommand};
+use crate::cli::{
+    AdCommand, ClientOpts, CredentialCommand, SigninCommand, SpCommand, TenantCommand, UserCommand,
+};
 use crate::output::{self, Columns, Output};
 
 const SP_COLUMNS: Columns = &[
@@ -28,17 +30,76 @@ const TENANT_COLUMNS: Columns = &["Domain=domain", "DisplayName=displayName", "T
 
 pub async fn run(c: ClientOpts, cmd: AdCommand) -> Result<()> {
     let out = &Output::from(&c.out);
+    // Changing one's own password needs no sign-in (it may be what stands in its way).
+    if let AdCommand::User(UserCommand::ChangePassword { user_principal_name }) = cmd {
+        return change_password(&c, user_principal_name).await;
+    }
     let mut s = Session::open(&c)?;
     let token = s.api_token().await?;
     let c = &s.client;
     let cmd = match cmd {
         AdCommand::Sp(cmd) => cmd,
-        AdCommand::User(UserCommand::Create { display_name, password, user_principal_name }) => {
-            let req = CreateUser { user_principal_name, display_name, password };
+        AdCommand::User(UserCommand::Create {
+            display_name,
+            password,
+            user_principal_name,
+            force_change_password_next_sign_in,
+        }) => {
+            let req = CreateUser {
+                user_principal_name,
+                display_name,
+                password,
+                force_change_password_next_sign_in,
+            };
             return output::print_table(out, &c.create_user(&token, &req).await?, USER_COLUMNS);
         }
         AdCommand::User(UserCommand::List) => {
             return output::print_table(out, &c.users(&token).await?, USER_COLUMNS);
+        }
+        AdCommand::User(UserCommand::Show { id }) => {
+            return output::print_table(out, &c.user(&token, &id).await?, USER_COLUMNS);
+        }
+        AdCommand::User(UserCommand::Update {
+            id,
+            display_name,
+            account_enabled,
+            password,
+            force_change_password_next_sign_in,
+        }) => {
+            let req = UpdateUser {
+                display_name,
+                account_enabled,
+                password,
+                force_change_password_next_sign_in,
+            };
+            if req == UpdateUser::default() {
+                return Err(super::usage(
+                    "nothing to change: pass --display-name, --account-enabled, --password or \
+                     --force-change-password-next-sign-in",
+                ));
+            }
+            return output::print_table(
+                out,
+                &c.update_user(&token, &id, &req).await?,
+                USER_COLUMNS,
+            );
+        }
+        AdCommand::User(UserCommand::Delete { id, yes }) => {
+            confirm(yes.yes, &format!("Delete user '{id}'"))?;
+            c.delete_user(&token, &id).await?;
+            return Ok(());
+        }
+        AdCommand::User(UserCommand::ChangePassword { .. }) => unreachable!("handled above"),
+        AdCommand::Signin(SigninCommand::List { user, app, failures_only, top }) => {
+            let mut q = vec![("$top", top.clamp(1, 1000).to_string())];
+            q.extend(user.map(|u| ("user", u)));
+            q.extend(app.map(|a| ("app", a)));
+            if failures_only {
+                q.push(("failuresOnly", "true".into()));
+            }
+            let first = c.sign_ins(&token, &q).await?;
+            let all = super::monitor::collect(&s, &token, first, top as usize).await?;
+            return output::print_table(out, &all, super::monitor::SIGNIN_COLUMNS);
         }
         AdCommand::Tenant(TenantCommand::List) => {
             return output::print_table(out, &c.tenants(&token).await?, TENANT_COLUMNS);
@@ -145,4 +206,42 @@ pub async fn run(c: ClientOpts, cmd: AdCommand) -> Result<()> {
             )
         }
     }
+}
+
+/// `ad user change-password`: the current password proves who is asking.
+async fn change_password(c: &ClientOpts, upn: Option<String>) -> Result<()> {
+    let upn = match upn {
+        Some(u) => u,
+        None => crate::profile::load_all()?
+            .active()
+            .filter(|p| p.user_type == "user")
+            .map(|p| p.user_name.clone())
+            .ok_or_else(|| super::usage("pass --user-principal-name (no account is signed in)"))?,
+    };
+    let current = secret("MLGATE_CURRENT_PASSWORD", "Current password: ")?;
+    let new = secret("MLGATE_NEW_PASSWORD", "New password: ")?;
+    let client = super::client_without_account(c)?;
+    let req = mlgate_proto::ChangePassword {
+        user_principal_name: upn.clone(),
+        current_password: current,
+        new_password: new,
+    };
+    client.change_password(&req).await?;
+    eprintln!("The password of {upn} was changed; sign in again with the new one.");
+    Ok(())
+}
+
+/// A password from the environment, else asked at the terminal without echo.
+fn secret(var: &str, prompt: &str) -> Result<String> {
+    if let Ok(v) = std::env::var(var)
+        && !v.is_empty()
+    {
+        return Ok(v);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(super::usage(format!(
+            "standard input is not a terminal: set {var} to pass the password"
+        )));
+    }
+    Ok(rpassword::prompt_password(prompt)?)
 }

@@ -3,11 +3,13 @@
 
 mod account;
 mod ad;
+mod admin;
 mod backup;
 mod interactive;
 mod keys;
 mod login;
 mod ml;
+mod monitor;
 mod role;
 mod store;
 pub mod tls;
@@ -45,6 +47,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Role { c, cmd } => role::run(c.merged(b), cmd).await,
         Command::Backup(args) => backup::backup(args).await,
         Command::Restore(args) => backup::restore(args).await,
+        Command::Monitor { c, cmd } => monitor::run(c.merged(b), cmd).await,
+        Command::Admin { out, cmd } => admin::run(cmd, &Output::from(&out.merged(b))).await,
         Command::Docs(DocsCommand::Cli) => {
             print!("{}", crate::docs::cli_markdown());
             Ok(())
@@ -140,6 +144,20 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
          a server prints its CA file when it starts ('clients must trust the CA at: ...'), by \
          default {{data-dir}}/tls/ca.pem. 'mlgate tls trust' installs it for every program."
     ))
+}
+
+/// A client for `--server` (else the active account's server, else the default) without
+/// needing a signed-in account, as `login` makes one.
+pub fn client_without_account(c: &ClientOpts) -> Result<Client> {
+    let all = profile::load_all()?;
+    let server = c
+        .server
+        .clone()
+        .or_else(|| all.active().map(|p| p.server.clone()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    let same_server = all.accounts.iter().rev().find(|p| profile::same_server(&p.server, &server));
+    let ca = resolve_ca(c.ca_file.clone(), &server, same_server);
+    connect(&server, ca.as_deref())
 }
 
 fn connect(server: &str, ca: Option<&Path>) -> Result<Client> {

@@ -30,6 +30,7 @@ async fn the_database_files_hold_no_secret_in_clear() {
                 user_principal_name: format!("user{i}@mlgate.local"),
                 display_name: format!("User {i}"),
                 password: pw.clone(),
+                force_change_password_next_sign_in: false,
             },
         )
         .await

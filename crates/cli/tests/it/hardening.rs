@@ -288,6 +288,7 @@ async fn create_user(s: &TestServer, upn: &str, password: &str) {
                 user_principal_name: upn.into(),
                 display_name: upn.into(),
                 password: password.into(),
+                force_change_password_next_sign_in: false,
             },
         )
         .await

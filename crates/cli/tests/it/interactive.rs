@@ -471,6 +471,7 @@ async fn users_belong_to_several_tenants_and_tid_says_which() {
             user_principal_name: "dana@mlgate.local".into(),
             display_name: "Dana".into(),
             password: "Dana-Passw0rd!".into(),
+            force_change_password_next_sign_in: false,
         },
     )
     .await
@@ -540,6 +541,7 @@ async fn users_belong_to_several_tenants_and_tid_says_which() {
             user_principal_name: "eve@mlgate.local".into(),
             display_name: "Eve".into(),
             password: "Eve-Passw0rd!".into(),
+            force_change_password_next_sign_in: false,
         },
     )
     .await

@@ -133,6 +133,7 @@ async fn the_management_api_refuses_bad_bodies_and_strangers_with_clear_errors()
                 user_principal_name: "x@mlgate.local".into(),
                 display_name: "x".into(),
                 password: "long-enough-pw".into(),
+                force_change_password_next_sign_in: false,
             },
         )
         .await
@@ -146,6 +147,7 @@ async fn the_management_api_refuses_bad_bodies_and_strangers_with_clear_errors()
         user_principal_name: "dup@mlgate.local".into(),
         display_name: "Dup".into(),
         password: "long-enough-pw".into(),
+        force_change_password_next_sign_in: false,
     };
     s.client().create_user(&admin, &u).await.unwrap();
     assert_eq!(

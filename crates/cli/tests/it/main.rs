@@ -9,6 +9,7 @@
 
 mod support;
 
+mod activity;
 mod at_rest;
 mod azure;
 mod bounded;
@@ -31,3 +32,4 @@ mod sandbox;
 mod service_auth;
 mod services;
 mod store_migrate;
+mod user_lifecycle;

@@ -216,6 +216,26 @@ impl Authority {
         password: &str,
         source: IpAddr,
     ) -> Result<User, GrantError> {
+        let user = self.check_password(tenant, username, password, source).await?;
+        if user.force_change_password {
+            return Err(GrantError::new(
+                OAuthErrorKind::InvalidGrant,
+                Aadsts::PasswordChangeRequired,
+                "The password is expired: the user must change it before signing in.",
+            ));
+        }
+        Ok(user)
+    }
+
+    /// The password check itself (lock-out, argon2 in the bounded pool, enabled account);
+    /// a forced change is the caller's to refuse or to carry out.
+    pub(super) async fn check_password(
+        &self,
+        tenant: &Tenant,
+        username: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<User, GrantError> {
         let account = Account::new(tenant.id, username);
         let source = Source::from(source);
         self.password_lockout.check(&account, source).await.map_err(|r| match r {

@@ -66,6 +66,8 @@ pub enum DeviceProblem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceSignInError {
     Failed,
+    /// The password was right but must be changed first (AADSTS50055).
+    MustChangePassword,
     /// Too many wrong codes from this address (or in total).
     TooManyAttempts {
         until: OffsetDateTime,
@@ -335,6 +337,9 @@ impl Authority {
             Ok(user) => Ok((view, user)),
             Err(e) => match e.retry_after {
                 Some(retry_after_secs) => Err(DeviceSignInError::Busy { retry_after_secs }),
+                None if e.code == super::Aadsts::PasswordChangeRequired => {
+                    Err(DeviceSignInError::MustChangePassword)
+                }
                 None => Err(DeviceSignInError::Failed),
             },
         }

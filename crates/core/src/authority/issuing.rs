@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::{Duration, OffsetDateTime};
 
-use super::{Authority, Endpoint, GrantError, Issued, Subject, TokenRequest};
+use super::{Authority, Endpoint, GrantError, Issued, IssuedTo, Subject, TokenRequest};
 use crate::error::Error;
 use crate::ids::{AppId, GrantFamilyId};
 use crate::keys::{MasterKey, new_signing_key};
@@ -56,6 +56,18 @@ impl Authority {
         let v1 = endpoint == Endpoint::V1;
         let issuer = if v1 { self.issuer_v1(tenant.id) } else { self.issuer_v2(tenant.id) };
         let (client_id, claims) = access_claims(&subject, tenant, &issuer, resource, iat, exp, v1);
+        let to = match &subject {
+            Subject::App(c) => IssuedTo {
+                object_id: c.principal.object_id,
+                user_principal_name: None,
+                app_display_name: Some(c.principal.display_name.clone()),
+            },
+            Subject::User { user, .. } => IssuedTo {
+                object_id: user.object_id,
+                user_principal_name: Some(user.user_principal_name.clone()),
+                app_display_name: None,
+            },
+        };
         let keys = self.keys.current();
         let sign_err = |_| GrantError::internal();
         let access_token = keys.signer.sign_jwt(&claims).map_err(sign_err)?;
@@ -111,6 +123,7 @@ impl Authority {
             refresh_token,
             id_token,
             client_info,
+            to,
         })
     }
 }

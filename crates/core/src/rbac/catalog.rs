@@ -56,5 +56,8 @@ pub const ROLE_ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignment
 pub const ROLE_DEFINITION_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
 pub const ROLE_DEFINITION_WRITE: &str = "Microsoft.Authorization/roleDefinitions/write";
 
+/// Reading the activity log (`az monitor activity-log list`); Reader has it through `*/read`.
+pub const ACTIVITY_LOG_READ: &str = "Microsoft.Insights/eventtypes/values/read";
+
 /// The provider path segment of workspaces in resource ids.
 pub const WORKSPACE_PROVIDER: &str = "Microsoft.MachineLearningServices";

@@ -157,6 +157,9 @@ pub async fn handle(
     let rest = path.get("/subscriptions/".len()..).unwrap_or_default();
     let not_found =
         || ApiError::Core(mlgate_core::Error::NotFound("No route matches this path.".into()));
+    if let Some(sub) = super::monitor::activity_target(rest) {
+        return super::monitor::activity_log(&state, &p, &method, sub, &path, &query).await;
+    }
     // Microsoft.Authorization at any scope, and the inventory reads (resources, providers).
     if let Some(t) = super::authorization::target(rest) {
         return super::authorization::handle(&state, &p, method, t, &query, req).await;

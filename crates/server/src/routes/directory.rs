@@ -10,6 +10,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use mlgate_core::users::UserUpdate;
+
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::json::ApiJson;
@@ -175,12 +177,13 @@ pub fn subscription_json(s: &records::Subscription) -> proto::Subscription {
     }
 }
 
-fn user_json(u: &records::User) -> proto::User {
+pub fn user_json(u: &records::User) -> proto::User {
     proto::User {
         id: u.object_id.to_string(),
         user_principal_name: u.user_principal_name.clone(),
         display_name: u.display_name.clone(),
         account_enabled: u.account_enabled,
+        force_change_password_next_sign_in: u.force_change_password,
     }
 }
 
@@ -189,11 +192,13 @@ pub async fn create_user(
     Caller(p): Caller,
     ApiJson(req): ApiJson<proto::CreateUser>,
 ) -> Result<(StatusCode, Json<proto::User>), ApiError> {
-    let user = state
-        .authority
-        .directory()
-        .create_user(&p, &req.user_principal_name, &req.display_name, &req.password)
-        .await?;
+    let dir = state.authority.directory();
+    let mut user =
+        dir.create_user(&p, &req.user_principal_name, &req.display_name, &req.password).await?;
+    if req.force_change_password_next_sign_in {
+        let force = UserUpdate { force_change_password: Some(true), ..Default::default() };
+        user = dir.update_user(&p, &user.object_id.to_string(), force).await?;
+    }
     tracing::info!(user = %user.object_id, by = %p.object_id, "user created");
     Ok((StatusCode::CREATED, Json(user_json(&user))))
 }
@@ -204,6 +209,46 @@ pub async fn list_users(
 ) -> Result<Json<proto::Page<proto::User>>, ApiError> {
     let users = state.authority.directory().list_users(&p).await?;
     Ok(Json(proto::Page { value: users.iter().map(user_json).collect(), next_link: None }))
+}
+
+pub async fn get_user(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<proto::User>, ApiError> {
+    Ok(Json(user_json(&state.authority.directory().show_user(&p, &id).await?)))
+}
+
+pub async fn update_user(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<proto::UpdateUser>,
+) -> Result<Json<proto::User>, ApiError> {
+    if req.password.is_some() {
+        // A reset by an administrator, in Azure AD's words.
+        mlgate_core::activity::set_operation("microsoft.directory/users/password/update", None);
+    }
+    let change = UserUpdate {
+        display_name: req.display_name,
+        account_enabled: req.account_enabled,
+        password: req.password,
+        force_change_password: req.force_change_password_next_sign_in,
+    };
+    let u = state.authority.directory().update_user(&p, &id, change).await?;
+    tracing::info!(user = %u.object_id, by = %p.object_id, "user updated");
+    Ok(Json(user_json(&u)))
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let deleted = state.authority.directory().delete_user(&p, &id).await?;
+    state.access.forget_principal(deleted);
+    tracing::info!(user = %deleted, by = %p.object_id, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn tenant_json(t: &mlgate_core::records::Tenant) -> proto::TenantInfo {

@@ -18,6 +18,7 @@ use mlgate_core::applications::{CredentialOwner, DirectoryObject, NewPassword};
 use mlgate_core::principal::Principal;
 use mlgate_core::records::{Application, ClientSecret, ServicePrincipal, User};
 use mlgate_core::tokens::normalize_resource;
+use mlgate_core::users::UserUpdate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -100,6 +101,23 @@ fn app_json(app: &Application, secrets: &[ClientSecret], domain: &str) -> Value 
         "web": {"redirectUris": []},
         "publicClient": {"redirectUris": []},
     })
+}
+
+/// What `az ad user create/update` sends (Graph's user, the parts mlgate keeps).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphUser {
+    account_enabled: Option<bool>,
+    display_name: Option<String>,
+    user_principal_name: Option<String>,
+    password_profile: Option<PasswordProfile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordProfile {
+    password: Option<String>,
+    force_change_password_next_sign_in: Option<bool>,
 }
 
 fn user_json(u: &User) -> Value {
@@ -324,6 +342,13 @@ pub async fn handle(
     let path = uri.path().to_string();
     let rest = path.get("/v1.0/".len()..).unwrap_or_default().trim_matches('/').to_string();
     let seg: Vec<&str> = rest.split('/').collect();
+    if method == Method::GET
+        && seg.len() == 2
+        && seg[0].eq_ignore_ascii_case("auditLogs")
+        && seg[1].eq_ignore_ascii_case("signIns")
+    {
+        return super::monitor::sign_ins(&state, &p, "/v1.0/auditLogs/signIns", &query).await;
+    }
     let bytes = to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| ApiError::PayloadTooLarge)?;
     let apps = &state.applications;
     let dir = state.authority.directory();
@@ -501,6 +526,62 @@ pub async fn handle(
                     wanted.chars().take(64).filter(|c| !c.is_control()).collect::<String>()
                 ))))?;
             Json(user_json(u)).into_response()
+        }
+        (&Method::POST, 1) if is(0, "users") => {
+            let b: GraphUser = parse_body(&bytes)?;
+            let pw = b.password_profile.unwrap_or_default();
+            let (Some(upn), Some(name), Some(password)) =
+                (b.user_principal_name, b.display_name, pw.password)
+            else {
+                return Err(graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "userPrincipalName, displayName and passwordProfile.password are required.",
+                ));
+            };
+            let mut u = dir.create_user(&p, &upn, &name, &password).await.map_err(graph)?;
+            let change = UserUpdate {
+                account_enabled: b.account_enabled.filter(|e| !e),
+                force_change_password: pw.force_change_password_next_sign_in.filter(|f| *f),
+                ..Default::default()
+            };
+            if change.account_enabled.is_some() || change.force_change_password.is_some() {
+                u = dir.update_user(&p, &u.object_id.to_string(), change).await.map_err(graph)?;
+            }
+            tracing::info!(user = %u.object_id, by = %p.object_id, "user created (Graph)");
+            (StatusCode::CREATED, Json(user_json(&u))).into_response()
+        }
+        (&Method::PATCH, 2) if is(0, "users") => {
+            let b: GraphUser = parse_body(&bytes)?;
+            let pw = b.password_profile.unwrap_or_default();
+            if b.user_principal_name.is_some() {
+                return Err(graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Changing userPrincipalName is not supported here.",
+                ));
+            }
+            if pw.password.is_some() {
+                mlgate_core::activity::set_operation(
+                    "microsoft.directory/users/password/update",
+                    None,
+                );
+            }
+            let change = UserUpdate {
+                display_name: b.display_name,
+                account_enabled: b.account_enabled,
+                password: pw.password,
+                force_change_password: pw.force_change_password_next_sign_in,
+            };
+            let u = dir.update_user(&p, seg[1], change).await.map_err(graph)?;
+            tracing::info!(user = %u.object_id, by = %p.object_id, "user updated (Graph)");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (&Method::DELETE, 2) if is(0, "users") => {
+            let deleted = dir.delete_user(&p, seg[1]).await.map_err(graph)?;
+            state.access.forget_principal(deleted);
+            tracing::info!(user = %deleted, by = %p.object_id, "user deleted (Graph)");
+            StatusCode::NO_CONTENT.into_response()
         }
         (&Method::POST, 2) if is(0, "directoryObjects") && is(1, "getByIds") => {
             let b: GetByIds = parse_body(&bytes)?;

@@ -14,6 +14,7 @@ pub mod json;
 pub mod metadata;
 pub mod mms;
 pub mod models;
+pub mod monitor;
 pub mod oauth;
 pub mod odata;
 pub mod online;
@@ -101,6 +102,8 @@ fn routes(state: AppState) -> Router {
         .route("/devicelogin", get(web::devicelogin::enter).post(web::devicelogin::submit_code))
         .route("/devicelogin/signin", post(web::devicelogin::submit_signin))
         .route("/devicelogin/consent", post(web::devicelogin::submit_consent))
+        .route("/changepassword", get(web::changepassword::show).post(web::changepassword::submit))
+        .route("/api/v1/changePassword", post(web::changepassword::api))
         // Management API.
         .route("/api/v1/me", get(directory::me))
         .route(
@@ -118,8 +121,13 @@ fn routes(state: AppState) -> Router {
             post(directory::reset_credential),
         )
         .route("/api/v1/users", get(directory::list_users).post(directory::create_user))
+        .route(
+            "/api/v1/users/{id}",
+            get(directory::get_user).patch(directory::update_user).delete(directory::delete_user),
+        )
         .route("/api/v1/tenants", get(directory::list_tenants).post(directory::create_tenant))
         .route("/api/v1/tenants/members", post(directory::add_member))
+        .route("/api/v1/signIns", get(monitor::list_sign_ins))
         // What Microsoft's own clients discover and call (az, azureml-core): cloud metadata,
         // the AD FS-shaped sign-in documents, Graph, and Azure ML model management.
         .route("/metadata/endpoints", get(metadata::endpoints))
@@ -146,6 +154,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/v1/service/{name}/score", post(services::score))
         .fallback(json::not_found)
         .layer(middleware::from_fn(crate::drain::drain_unread))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::record_activity))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), access_log))
         .with_state(state)
 }

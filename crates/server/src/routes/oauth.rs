@@ -218,6 +218,7 @@ async fn token(
     let used_basic = basic.is_some();
     // An index into `metrics::GRANTS`; "unknown" until the form names a grant.
     let mut grant = crate::metrics::GRANTS.len() - 1;
+    let mut attempt = None;
     let result = async {
         let bytes = read_body(req).await?;
         let request = parse_form(&bytes, basic.as_deref(), endpoint).map_err(OAuthFailure::new)?;
@@ -228,10 +229,38 @@ async fn token(
             Grant::DeviceCode { .. } => 3,
             Grant::AuthorizationCode { .. } => 4,
         };
+        if state.signins.enabled() {
+            attempt = Some(sign_in_attempt(&state, &tenant, &request));
+        }
         state.authority.token(&tenant, request, source).await.map_err(OAuthFailure::new)
     }
     .await;
     record_token_metrics(&state, grant, &result);
+    if let Some(mut a) = attempt {
+        if let Ok(issued) = &result {
+            let to = &issued.to;
+            match &to.user_principal_name {
+                Some(upn) => {
+                    a.user_id = Some(to.object_id.to_string());
+                    a.username = Some(upn.clone());
+                }
+                None => {
+                    a.service_principal_id = Some(to.object_id.to_string());
+                    a.app_display_name = to.app_display_name.clone();
+                }
+            }
+        }
+        let error =
+            result.as_ref().err().map(|f| (f.error.code.number(), f.error.description.as_str()));
+        // A device-code poll before the person signed in is not a sign-in.
+        if !matches!(
+            result.as_ref().err().map(|f| f.error.kind),
+            Some(OAuthErrorKind::AuthorizationPending)
+        ) {
+            let now = state.authority.clock().now();
+            state.signins.record(a.record(now, source, correlation.clone(), error));
+        }
+    }
     match result {
         Ok(issued) => {
             let v1 = endpoint == Endpoint::V1;
@@ -278,6 +307,26 @@ fn record_token_metrics<T>(state: &AppState, grant: usize, result: &Result<T, OA
                 _ => {}
             }
         }
+    }
+}
+
+/// What the sign-in log records of a token request (never its secrets).
+fn sign_in_attempt(state: &AppState, tenant: &str, r: &TokenRequest) -> crate::audit::Attempt {
+    let (grant, username) = match &r.grant {
+        Grant::ClientCredentials => ("client_credentials", None),
+        Grant::Password { username, .. } => ("password", Some(username.clone())),
+        Grant::RefreshToken { .. } => ("refresh_token", None),
+        Grant::DeviceCode { .. } => ("device_code", None),
+        Grant::AuthorizationCode { .. } => ("authorization_code", None),
+    };
+    crate::audit::Attempt {
+        tenant: state.authority.directory().resolve_tenant(tenant).map(|t| t.id),
+        grant,
+        interactive: false,
+        client_id: r.client_id.clone(),
+        username,
+        resource: r.resource.clone().or_else(|| r.scope.clone()),
+        ..Default::default()
     }
 }
 

@@ -34,6 +34,15 @@ pub async fn create_assignment(
     Caller(p): Caller,
     ApiJson(req): ApiJson<proto::CreateRoleAssignment>,
 ) -> Result<(StatusCode, Json<proto::RoleAssignment>), ApiError> {
+    // The activity record names the scope the role is given at (sent in the body).
+    let at = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments",
+        req.scope.trim_end_matches('/').chars().take(1000).collect::<String>()
+    );
+    mlgate_core::activity::set_operation(
+        "Microsoft.Authorization/roleAssignments/write",
+        Some(&at),
+    );
     let a = state.access.create_assignment(&p, &req.assignee, &req.role, &req.scope).await?;
     tracing::info!(assignment = %a.id, principal = %a.principal_id, role = %a.role_name,
                    scope = %a.scope, by = %p.object_id, "role assignment created");

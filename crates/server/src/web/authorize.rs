@@ -151,13 +151,37 @@ pub async fn submit(
     };
     let username = f.get("username").map(String::as_str).unwrap_or("").trim();
     let password = f.get("password").map(String::as_str).unwrap_or("");
-    let user = match state.authority.sign_in(req.tenant.id, username, password, source).await {
+    let signed_in = state.authority.sign_in(req.tenant.id, username, password, source).await;
+    let attempt = crate::audit::Attempt {
+        tenant: Some(req.tenant.id),
+        grant: "authorize",
+        interactive: true,
+        client_id: Some(req.client_id.to_string()),
+        app_display_name: Some(req.application.clone()),
+        username: Some(username.to_string()),
+        user_id: signed_in.as_ref().ok().map(|u| u.object_id.to_string()),
+        resource: Some(req.resource.clone()),
+        ..Default::default()
+    };
+    let error = signed_in.as_ref().err().map(|e| (e.code.number(), e.description.as_str()));
+    let now = state.authority.clock().now();
+    state.signins.record(attempt.record(now, source, None, error));
+    let user = match signed_in {
         Ok(u) => u,
         Err(e) if e.retry_after.is_some() => {
             return busy(e.retry_after.unwrap_or(1).into()).into_response();
         }
         Err(e) if e.is_locked() => {
             return too_many_attempts(None, true).into_response();
+        }
+        Err(e) if e.code == mlgate_core::authority::Aadsts::PasswordChangeRequired => {
+            let body = format!(
+                "<h1>Update your password</h1>{}",
+                crate::web::changepassword::offer(username)
+            );
+            return Page::new("Update your password", body)
+                .status(StatusCode::UNAUTHORIZED)
+                .into_response();
         }
         Err(_) => {
             return sign_in(

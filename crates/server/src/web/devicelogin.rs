@@ -216,7 +216,28 @@ pub async fn submit_signin(
     let typed = f.get("code").map(String::as_str).unwrap_or("");
     let username = f.get("username").map(String::as_str).unwrap_or("").trim();
     let password = f.get("password").map(String::as_str).unwrap_or("");
-    match state.authority.device_sign_in(typed, username, password, source).await {
+    let signed_in = state.authority.device_sign_in(typed, username, password, source).await;
+    let attempt = crate::audit::Attempt {
+        tenant: signed_in.as_ref().ok().map(|(_, u)| u.tenant_id),
+        grant: "devicelogin",
+        interactive: true,
+        app_display_name: signed_in.as_ref().ok().map(|(v, _)| v.application.clone()),
+        username: Some(username.to_string()),
+        user_id: signed_in.as_ref().ok().map(|(_, u)| u.object_id.to_string()),
+        ..Default::default()
+    };
+    let error = match &signed_in {
+        Ok(_) => None,
+        Err(DeviceSignInError::Failed) => Some((50126, "Invalid username, password or code.")),
+        Err(DeviceSignInError::MustChangePassword) => {
+            Some((50055, "The password is expired: the user must change it."))
+        }
+        Err(DeviceSignInError::TooManyAttempts { .. }) => Some((50053, "Too many attempts.")),
+        Err(DeviceSignInError::Busy { .. }) => Some((90055, "Too many sign-ins at once.")),
+    };
+    let now = state.authority.clock().now();
+    state.signins.record(attempt.record(now, source, None, error));
+    match signed_in {
         Ok((view, user)) => {
             let now = state.authority.directory().now().unix_timestamp();
             let ticket = SignedIn {
@@ -239,6 +260,14 @@ pub async fn submit_signin(
         Err(DeviceSignInError::Failed) => {
             tracing::info!("device login: sign-in refused");
             sign_in_failed(&state, &headers, typed, username)
+        }
+        Err(DeviceSignInError::MustChangePassword) => {
+            tracing::info!("device login: the password must change first");
+            let body = format!(
+                "<h1>Update your password</h1>{}",
+                crate::web::changepassword::offer(username)
+            );
+            Page::new("Update your password", body).status(StatusCode::UNAUTHORIZED)
         }
         Err(DeviceSignInError::TooManyAttempts { until }) => {
             too_many_attempts(Some(seconds_until(state.authority.directory().now(), until)), false)

@@ -6,6 +6,7 @@
 //! HTTPS); failed codes and passwords are limited in core (`mlgate_core::lockout`). Security-critical.
 
 pub mod authorize;
+pub mod changepassword;
 pub mod console;
 pub mod cookies;
 pub mod devicelogin;

@@ -307,8 +307,16 @@ impl Db {
         }
     }
 
-    /// Runs one statement; returns the rows it changed.
+    /// Runs one statement; returns the rows it changed. While the current request has an
+    /// activity record pending, the statement runs in a transaction that carries the record
+    /// (see [`Tx::commit`]).
     pub async fn exec(&self, sql: &'static str, args: Vec<Val>) -> StoreResult<u64> {
+        if mlgate_core::activity::for_commit().is_some() {
+            let mut tx = self.begin().await?;
+            let n = tx.exec(sql, args).await?;
+            tx.commit().await?;
+            return Ok(n);
+        }
         let started = Instant::now();
         let r = match self {
             Db::Sqlite(p) => sqlite::exec(p, sql.into_sql_str(), args).await,
@@ -355,12 +363,12 @@ impl Db {
     /// COMMITTED and serialises through [`Tx::lock`] and [`Tx::lock_rows`].
     pub async fn begin(&self) -> StoreResult<Tx> {
         let started = Instant::now();
-        let tx = match self {
-            Db::Sqlite(p) => Tx::Sqlite(sqlite::begin(p).await?),
-            Db::Pg(p) => Tx::Pg(p.begin().await.map_err(map_err)?),
+        let inner = match self {
+            Db::Sqlite(p) => TxInner::Sqlite(sqlite::begin(p).await?),
+            Db::Pg(p) => TxInner::Pg(p.begin().await.map_err(map_err)?),
         };
         timing::observe(&timing::BEGIN, started);
-        Ok(tx)
+        Ok(Tx { inner, changed: 0 })
     }
 
     pub async fn close(&self) {
@@ -372,7 +380,13 @@ impl Db {
 }
 
 /// A write transaction; dropped without [`Tx::commit`], it rolls back.
-pub(crate) enum Tx {
+pub(crate) struct Tx {
+    inner: TxInner,
+    /// Rows changed so far: a transaction that changed nothing carries no activity record.
+    changed: u64,
+}
+
+enum TxInner {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     Pg(sqlx::Transaction<'static, Postgres>),
 }
@@ -388,19 +402,28 @@ impl Tx {
     }
 
     async fn exec_sql(&mut self, sql: SqlStr, args: Vec<Val>) -> StoreResult<u64> {
-        match self {
-            Tx::Sqlite(t) => sqlite::exec(&mut **t, sql, args).await,
-            Tx::Pg(t) => postgres::exec(&mut **t, sql, args).await,
-        }
+        let n = match &mut self.inner {
+            TxInner::Sqlite(t) => sqlite::exec(&mut **t, sql, args).await,
+            TxInner::Pg(t) => postgres::exec(&mut **t, sql, args).await,
+        }?;
+        self.changed += n;
+        Ok(n)
     }
 
     pub async fn opt(&mut self, sql: &'static str, args: Vec<Val>) -> StoreResult<Option<Row>> {
-        Ok(match self {
-            Tx::Sqlite(t) => {
+        let row = match &mut self.inner {
+            TxInner::Sqlite(t) => {
                 sqlite::opt(&mut **t, sql.into_sql_str(), args).await?.map(Row::Sqlite)
             }
-            Tx::Pg(t) => postgres::opt(&mut **t, sql.into_sql_str(), args).await?.map(Row::Pg),
-        })
+            TxInner::Pg(t) => postgres::opt(&mut **t, sql.into_sql_str(), args).await?.map(Row::Pg),
+        };
+        // `INSERT/UPDATE/DELETE ... RETURNING` that returned a row changed one.
+        if row.is_some()
+            && !sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select"))
+        {
+            self.changed += 1;
+        }
+        Ok(row)
     }
 
     pub async fn one(&mut self, sql: &'static str, args: Vec<Val>) -> StoreResult<Row> {
@@ -412,9 +435,9 @@ impl Tx {
     /// transaction-scoped advisory lock (on a 64-bit hash of the key: a collision only makes
     /// two unrelated writers wait for each other).
     pub async fn lock(&mut self, key: &str) -> StoreResult<()> {
-        match self {
-            Tx::Sqlite(_) => Ok(()),
-            Tx::Pg(t) => postgres::exec(
+        match &mut self.inner {
+            TxInner::Sqlite(_) => Ok(()),
+            TxInner::Pg(t) => postgres::exec(
                 &mut **t,
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".into_sql_str(),
                 args![key],
@@ -427,19 +450,30 @@ impl Tx {
     /// Locks the rows `select` returns until the transaction ends: PostgreSQL runs it (the
     /// statement ends in `FOR UPDATE`); SQLite needs nothing more than its write lock.
     pub async fn lock_rows(&mut self, select: &'static str, args: Vec<Val>) -> StoreResult<()> {
-        match self {
-            Tx::Sqlite(_) => Ok(()),
-            Tx::Pg(t) => postgres::all(&mut **t, select.into_sql_str(), args).await.map(drop),
+        match &mut self.inner {
+            TxInner::Sqlite(_) => Ok(()),
+            TxInner::Pg(t) => postgres::all(&mut **t, select.into_sql_str(), args).await.map(drop),
         }
     }
 
-    pub async fn commit(self) -> StoreResult<()> {
+    /// Commits; when the current request has an activity record pending and this
+    /// transaction changed something, the record is inserted first, so the change and its
+    /// record commit together (`mlgate_core::activity`).
+    pub async fn commit(mut self) -> StoreResult<()> {
+        let record = if self.changed > 0 { mlgate_core::activity::for_commit() } else { None };
+        if let Some(r) = &record {
+            crate::audit::insert_activity(&mut self, r).await?;
+        }
         let started = Instant::now();
-        let r = match self {
-            Tx::Sqlite(t) => t.commit().await.map_err(map_err),
-            Tx::Pg(t) => t.commit().await.map_err(map_err),
+        let r = match self.inner {
+            TxInner::Sqlite(t) => t.commit().await.map_err(map_err),
+            TxInner::Pg(t) => t.commit().await.map_err(map_err),
         };
         timing::observe(&timing::COMMIT, started);
-        r
+        r?;
+        if record.is_some() {
+            mlgate_core::activity::committed();
+        }
+        Ok(())
     }
 }

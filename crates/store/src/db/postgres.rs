@@ -15,6 +15,7 @@ use super::{Val, map_err};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_schema.sql")),
     (2, include_str!("../../migrations/postgres/0002_changes.sql")),
+    (3, include_str!("../../migrations/postgres/0003_activity_signins_users.sql")),
 ];
 
 /// The advisory lock migrations run under (any constant both nodes agree on: "mlgate" in

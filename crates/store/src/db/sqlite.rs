@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_user_code_digest.sql")),
     (10, include_str!("../../migrations/sqlite/0010_online_endpoints.sql")),
     (11, include_str!("../../migrations/sqlite/0011_changes.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_activity_signins_users.sql")),
 ];
 
 fn query(sql: SqlStr, args: Vec<Val>) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod audit;
 mod directory;
 mod flows;
 mod migrations;

@@ -74,6 +74,7 @@ pub fn user(tenant: TenantId, upn: &str) -> User {
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         account_enabled: true,
         is_admin: false,
+        force_change_password: false,
     }
 }
 
