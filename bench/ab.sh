@@ -11,6 +11,8 @@
 #        MODEL=examples/linear.onnx INPUTS=3: use a ready model instead of building one
 #        A_SERVE_ARGS / B_SERVE_ARGS: extra `serve` flags for one side, to compare one binary
 #        with itself (e.g. A_SERVE_ARGS="--signin-log off" bench/ab.sh BIN BIN)
+#        A_ENV / B_ENV: extra environment for one side ("MLGATE_LOG=info" puts the access log
+#        back, which both sides otherwise run without: MLGATE_LOG=warn)
 # Output: bench/out/ab-<timestamp>/ (raw wrk output per run, logs, summary.txt).
 set -euo pipefail
 
@@ -42,12 +44,13 @@ BODY_SCORE="$(python3 -c "import json; print(json.dumps({'data': [[round((i % 7)
 
 declare -A PORT SPID TOKEN_PATH TOKEN_BODY WS_PATH BEARER
 start() { # NAME BIN: a server with a service principal and a deployed ONNX service
-  local name=$1 bin=$2 pw port extra_var="${1}_SERVE_ARGS"
-  local -a extra
+  local name=$1 bin=$2 pw port extra_var="${1}_SERVE_ARGS" env_var="${1}_ENV"
+  local -a extra envs
   read -r -a extra <<<"${!extra_var:-}"
+  read -r -a envs <<<"${!env_var:-}"
   pw="$(python3 -c 'import secrets; print("p" + secrets.token_urlsafe(20))')"
   port="$(free_port)"
-  MLGATE_LOG=warn MLGATE_BOOTSTRAP_PASSWORD="$pw" "$bin" serve --data-dir "$TMP/$name" \
+  env MLGATE_LOG=warn "${envs[@]}" MLGATE_BOOTSTRAP_PASSWORD="$pw" "$bin" serve --data-dir "$TMP/$name" \
     --listen "127.0.0.1:$port" --insecure-http "${extra[@]}" >"$OUT/$name.log" 2>&1 &
   SPID[$name]=$!; PIDS+=($!)
   PORT[$name]=$port
@@ -88,7 +91,7 @@ run_wrk() { # NAME WHAT DURATION [OUTFILE]
 }
 {
   echo "date: $(date -Is); nproc: $(nproc); kernel: $(uname -r)"
-  echo "A: $A_BIN ${A_SERVE_ARGS:-}"; echo "B: $B_BIN ${B_SERVE_ARGS:-}"
+  echo "A: $A_BIN ${A_ENV:-} ${A_SERVE_ARGS:-}"; echo "B: $B_BIN ${B_ENV:-} ${B_SERVE_ARGS:-}"
   echo "wrk -t1 -c$CONNS -d$DURATION --latency; rounds: $ROUNDS; scoring: linear $INPUTS->$OUTPUTS ONNX, instance, cpu_cores 2"
 } | tee "$OUT/facts.txt"
 for what in ${WHAT:-token read score}; do

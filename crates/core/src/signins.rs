@@ -48,7 +48,7 @@ impl SignInRecord {
 }
 
 /// What a query of the sign-in log asks for; newest first.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SignInQuery {
     pub tenant_id: Option<TenantId>,
     /// A user's principal name or object id (case-insensitive).

@@ -306,6 +306,11 @@ def test_administrator_completes_every_console_flow(cfg, people, browser, tmp_pa
     submit(browser, "check-access")
     assert "Denied:" in text(browser) and "'Reader' does not grant it" in text(browser), text(browser)
 
+    # The activity and sign-in logs, filtered to failed sign-ins.
+    browser.get(cfg.url + "/console/logs?failures=1")
+    assert "Activity log" in text(browser) and "Sign-in log" in text(browser), text(browser)
+    page_check(browser, "logs")
+
     # A forged post (no token, or another's) does nothing.
     s = http(browser, cfg)
     for data in ({"slot": "Primary", "confirm": "yes"}, {"slot": "Primary", "confirm": "yes", "csrf": "forged"}):
@@ -371,6 +376,6 @@ def test_reader_sees_the_service_but_no_keys_and_cannot_regenerate(cfg, people, 
 def test_every_console_page_was_checked(people):
     expected = {"home-empty", "home", "directory", "directory-new-secret", "workspace", "service",
                 "service-keys-revealed", "service-regenerate-confirm", "service-token", "service-test",
-                "roles-check", "forged-refused", "signed-out", "sign-in", "reader-home", "reader-workspace", "reader-service",
+                "roles-check", "logs", "forged-refused", "signed-out", "sign-in", "reader-home", "reader-workspace", "reader-service",
                 "reader-refused"}
     assert expected <= STATE.get("pages", set()), expected - STATE.get("pages", set())

@@ -387,3 +387,92 @@ async fn the_service_page_on_an_instance_reloads_while_transitioning_and_tests_a
     let p = b.get(&page).await;
     assert!(p.html.contains("<meta http-equiv=\"refresh\" content=\"3\">"), "{}", p.html);
 }
+
+/// The directory page manages users as `az ad user update` does: disable (sign-in refused with
+/// AADSTS50057), enable again, and reset the password with a change at next sign-in (the new
+/// password is accepted and then AADSTS50055 asks for the change); the administrator cannot
+/// disable themself, and a forged post changes nothing.
+#[tokio::test]
+async fn the_directory_page_disables_enables_and_resets_users() {
+    let s = TestServer::start().await;
+    let mut b = Browser::new(&s);
+    let home = b.sign_in(&s).await;
+    let csrf = home.csrf();
+    let upn = "carol@mlgate.local";
+    let p = b
+        .post(
+            "/console/directory/users",
+            &[
+                ("csrf", &csrf),
+                ("user_name", upn),
+                ("user_display", "Carol"),
+                ("user_password", "Carol-Pa55word-1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    let id = s.client().user(&s.admin_token().await, upn).await.unwrap().id;
+    let page = b.get("/console/directory").await;
+    assert!(page.html.contains(&format!("/console/directory/users/{id}")), "no manage form");
+    let grant = |pw: &'static str| {
+        let s = &s;
+        async move {
+            let form = [
+                ("grant_type", "password"),
+                ("client_id", mlgate_proto::CLI_CLIENT_ID),
+                ("username", upn),
+                ("password", pw),
+                ("scope", ARM_SCOPE),
+            ];
+            let (st, body) = s.post_token(true, &form).await;
+            (st, body["error_codes"][0].as_u64().unwrap_or(0))
+        }
+    };
+    assert_eq!(grant("Carol-Pa55word-1").await.0, 200);
+    let action = format!("/console/directory/users/{id}");
+
+    let forged = b.post(&action, &[("csrf", "forged"), ("action", "disable")]).await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(grant("Carol-Pa55word-1").await.0, 200, "a forged post changed nothing");
+
+    let p = b.post(&action, &[("csrf", &csrf), ("action", "disable")]).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert_eq!(grant("Carol-Pa55word-1").await, (400, 50057));
+    let p = b.post(&action, &[("csrf", &csrf), ("action", "enable")]).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert_eq!(grant("Carol-Pa55word-1").await.0, 200);
+
+    let p = b
+        .post(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("action", "reset"),
+                ("new_password", "Carol-New-Pa55word-2"),
+                ("force_change", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert_eq!(grant("Carol-Pa55word-1").await, (400, 50126), "the old password is gone");
+    assert_eq!(grant("Carol-New-Pa55word-2").await, (400, 50055), "the change is asked for");
+
+    // The administrator cannot lock themself out.
+    let me = s.client().user(&s.admin_token().await, ADMIN).await.unwrap().id;
+    let p = b
+        .post(&format!("/console/directory/users/{me}"), &[("csrf", &csrf), ("action", "disable")])
+        .await;
+    assert_eq!(p.status, 409, "{}", p.html);
+
+    // The logs page: the refused sign-ins (disabled, old password, change required), for an
+    // administrator, with the failures-only filter; and the subscription's activity log.
+    let logs = b.get("/console/logs?failures=1").await;
+    assert_eq!(logs.status, 200, "{}", logs.html);
+    assert!(logs.html.contains("id=\"signin-table\""), "{}", logs.html);
+    for code in ["AADSTS50057", "AADSTS50126", "AADSTS50055"] {
+        assert!(logs.html.contains(code), "{code} missing from the sign-in log page");
+    }
+    assert!(logs.html.contains(upn));
+    assert!(!logs.html.contains("Carol-New-Pa55word-2"), "a password reached the page");
+    assert!(logs.html.contains("id=\"activity\""));
+}

@@ -1,9 +1,7 @@
-//! The directory: users (list; create, for administrators) and service principals (create;
+//! The directory: users (list; for administrators: create, disable or enable, reset the
+//! password with an optional change at next sign-in) and service principals (create;
 //! secrets: add with the expiry, shown once with the `--sdk-auth` JSON to download; list by
 //! hint and expiry; delete).
-//!
-//! TODO(users): disable and reset password once core has those use cases (being added to
-//! `Directory` in parallel); only what main's core offers is here.
 
 use axum::extract::{Form, Path};
 use axum::response::{IntoResponse, Response};
@@ -29,15 +27,40 @@ async fn render(ctx: &Ctx, notice: String) -> Response {
     body.push_str("<section aria-labelledby=\"users\"><h2 id=\"users\">Users</h2>");
     match dir.list_users(p).await {
         Ok(users) => {
-            body.push_str("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">User name</th><th scope=\"col\">Display name</th><th scope=\"col\">Enabled</th><th scope=\"col\">Administrator</th></tr></thead><tbody>");
-            for u in &users {
+            let admin = dir.ensure_admin(p).await.is_ok();
+            body.push_str("<div class=\"scroll\"><table><thead><tr><th scope=\"col\">User name</th><th scope=\"col\">Display name</th><th scope=\"col\">Enabled</th><th scope=\"col\">Administrator</th>");
+            if admin {
+                body.push_str("<th scope=\"col\">Manage</th>");
+            }
+            body.push_str("</tr></thead><tbody>");
+            for (i, u) in users.iter().enumerate() {
                 body.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
                     esc(&u.user_principal_name),
                     esc(&u.display_name),
                     if u.account_enabled { "yes" } else { "no" },
                     if u.is_admin { "yes" } else { "" }
                 ));
+                if admin {
+                    let action = format!("/console/directory/users/{}", u.object_id);
+                    let (toggle, label) = if u.account_enabled {
+                        ("disable", "Disable")
+                    } else {
+                        ("enable", "Enable")
+                    };
+                    body.push_str(&format!(
+                        "<td><form method=\"post\" action=\"{action}\">{csrf}<input type=\"hidden\" name=\"action\" value=\"{toggle}\">\
+                         <button type=\"submit\" id=\"user-{toggle}-{i}\">{label}</button></form>\
+                         <form method=\"post\" action=\"{action}\">{csrf}<input type=\"hidden\" name=\"action\" value=\"reset\">\
+                         <label for=\"reset-pw-{i}\">New password for {name}</label>\
+                         <input type=\"password\" id=\"reset-pw-{i}\" name=\"new_password\" autocomplete=\"new-password\" required minlength=\"8\">\
+                         <label><input type=\"checkbox\" name=\"force_change\" value=\"1\" checked> Change at next sign-in</label>\
+                         <button type=\"submit\" id=\"user-reset-{i}\">Reset password</button></form></td>",
+                        csrf = csrf_field(&ctx.csrf),
+                        name = esc(&u.user_principal_name),
+                    ));
+                }
+                body.push_str("</tr>");
             }
             body.push_str("</tbody></table></div>");
         }
@@ -171,6 +194,43 @@ pub async fn create_user(ctx: Ctx, Form(f): Form<super::Form>) -> Response {
         .await
     {
         Ok(u) => render(&ctx, ok_box(&format!("User {} created.", u.user_principal_name))).await,
+        Err(e) => ctx.error(e),
+    }
+}
+
+/// `POST /console/directory/users/{id}`: `az ad user update` (`--account-enabled`,
+/// `--password`, `--force-change-password-next-sign-in`). Directory administrators only; the
+/// core refuses everyone else, and disabling oneself.
+pub async fn update_user(ctx: Ctx, Path(id): Path<String>, Form(f): Form<super::Form>) -> Response {
+    if !ctx.csrf_ok(&f) {
+        return ctx.forged();
+    }
+    let change = match f.get("action").map(String::as_str) {
+        Some("disable") => {
+            mlgate_core::users::UserUpdate { account_enabled: Some(false), ..Default::default() }
+        }
+        Some("enable") => {
+            mlgate_core::users::UserUpdate { account_enabled: Some(true), ..Default::default() }
+        }
+        Some("reset") => mlgate_core::users::UserUpdate {
+            password: Some(f.get("new_password").cloned().unwrap_or_default()),
+            force_change_password: Some(f.contains_key("force_change")),
+            ..Default::default()
+        },
+        _ => {
+            return ctx.error(mlgate_core::Error::InvalidInput(
+                "the action must be disable, enable or reset".into(),
+            ));
+        }
+    };
+    let what = match (change.account_enabled, change.password.is_some()) {
+        (Some(false), _) => "disabled",
+        (Some(true), _) => "enabled",
+        _ => "given a new password",
+    };
+    let dir = ctx.state.authority.directory();
+    match dir.update_user(&ctx.principal, &id, change).await {
+        Ok(u) => render(&ctx, ok_box(&format!("User {} {what}.", u.user_principal_name))).await,
         Err(e) => ctx.error(e),
     }
 }

@@ -90,6 +90,7 @@ pub enum Nav {
     Home,
     Directory,
     Roles,
+    Logs,
     None,
 }
 
@@ -130,10 +131,11 @@ impl IntoResponse for ConsolePage {
     fn into_response(self) -> Response {
         let nav = if self.who.is_some() {
             format!(
-                "<nav aria-label=\"Console\">{}{}{}</nav>",
+                "<nav aria-label=\"Console\">{}{}{}{}</nav>",
                 nav_link("/console", "Home", self.nav == Nav::Home),
                 nav_link("/console/directory", "Directory", self.nav == Nav::Directory),
                 nav_link("/console/roles", "Roles", self.nav == Nav::Roles),
+                nav_link("/console/logs", "Logs", self.nav == Nav::Logs),
             )
         } else {
             "<nav aria-label=\"Console\"></nav>".to_string()

@@ -14,6 +14,7 @@
 pub mod directory;
 pub mod home;
 pub mod layout;
+pub mod logs;
 pub mod roles;
 pub mod service;
 pub mod session;
@@ -75,7 +76,9 @@ pub fn routes() -> Router<AppState> {
         .route("/ws/{sub}/{rg}/{ws}/services/{name}/auth", post(service::set_auth))
         .route("/ws/{sub}/{rg}/{ws}/services/{name}/test", post(service::test))
         .route("/directory", get(directory::show))
+        .route("/logs", get(logs::show))
         .route("/directory/users", post(directory::create_user))
+        .route("/directory/users/{id}", post(directory::update_user))
         .route("/directory/sps", post(directory::create_sp))
         .route("/directory/sps/{id}/secrets", post(directory::add_secret))
         .route("/directory/sps/{id}/secrets/{key}/delete", post(directory::delete_secret))
