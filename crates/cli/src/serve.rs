@@ -175,22 +175,13 @@ async fn reload_tls_on_sighup(reloader: Arc<mlgate_server::tls::CertReloader>) {
 /// stdout is a terminal; otherwise (a service manager's journal, a pipe, a file) written once
 /// to `{data-dir}/initial-admin-password` (0600), and only that path is printed and logged.
 fn show_generated_password(data_dir: &std::path::Path, password: &str) -> Result<()> {
-    use std::io::{IsTerminal, Write};
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::IsTerminal;
     if std::io::stdout().is_terminal() {
         println!("generated administrator password (shown once): {password}");
         return Ok(());
     }
     let path = data_dir.join("initial-admin-password");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    writeln!(f, "{password}")?;
+    crate::commands::write_secret_file(&path, password)?;
     println!(
         "generated administrator password written to {} (mode 0600): read it, then delete the file",
         path.display()

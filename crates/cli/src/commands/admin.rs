@@ -2,11 +2,10 @@
 //! the store directly, so it needs what only the server's operator has: the data directory
 //! (and, for a shared PostgreSQL store, the master key, which is checked against the store).
 
-use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::IsTerminal;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use mlgate_core::store::Store;
 use serde_json::json;
 
@@ -55,15 +54,7 @@ pub async fn run(cmd: AdminCommand, out: &Output) -> Result<()> {
     .await?;
     if generate {
         let path = data_dir.join(format!("reset-password-{}", u.object_id));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        writeln!(f, "{password}")?;
+        crate::commands::write_secret_file(&path, &password)?;
         eprintln!(
             "the new password of {} was written to {} (mode 0600): read it, then delete the file",
             u.user_principal_name,
