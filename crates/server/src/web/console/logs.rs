@@ -14,7 +14,7 @@ use crate::web::pages::esc;
 /// At most this many rows of each log on the page.
 const ROWS: u32 = 100;
 
-/// `GET /console/logs?sub=&rg=&caller=&user=&failures=1`.
+/// `GET /console/logs?sub=&rg=&caller=&user=&app=&failures=1`.
 pub async fn show(ctx: Ctx, Query(q): Query<Form>) -> Response {
     let p = &ctx.principal;
     let st = &ctx.state;
@@ -43,9 +43,10 @@ pub async fn show(ctx: Ctx, Query(q): Query<Form>) -> Response {
         input("caller", "Caller", &get("caller").unwrap_or_default(), ""),
     ));
     body.push_str(&format!(
-        "<div class=\"row\"><div>{}</div><div><label><input type=\"checkbox\" name=\"failures\" value=\"1\"{}> Failed sign-ins only</label></div></div>\
+        "<div class=\"row\"><div>{}</div><div>{}</div><div><label><input type=\"checkbox\" name=\"failures\" value=\"1\"{}> Failed sign-ins only</label></div></div>\
          <button type=\"submit\" id=\"filter-logs\">Filter</button></form>",
-        input("user", "Sign-ins of (user or application id)", &get("user").unwrap_or_default(), ""),
+        input("user", "Sign-ins of user (name or object id)", &get("user").unwrap_or_default(), ""),
+        input("app", "Sign-ins through application (client id)", &get("app").unwrap_or_default(), ""),
         if q.contains_key("failures") { " checked" } else { "" },
     ));
     match &sub {
@@ -86,12 +87,11 @@ pub async fn show(ctx: Ctx, Query(q): Query<Form>) -> Response {
 
     if st.authority.directory().ensure_admin(p).await.is_ok() {
         body.push_str("<section aria-labelledby=\"signins\"><h2 id=\"signins\">Sign-in log</h2>");
-        let user = get("user");
-        let is_app =
-            user.as_deref().is_some_and(|u| u.parse::<uuid::Uuid>().is_ok() && !u.contains('@'));
+        // The same two filters as `mlgate ad signin list --user/--app`: an object id may be a
+        // user's or an application's, so the page does not guess which.
         let query = SignInQuery {
-            user: if is_app { None } else { user.clone() },
-            app: if is_app { user.clone() } else { None },
+            user: get("user"),
+            app: get("app"),
             failures_only: q.contains_key("failures"),
             limit: ROWS,
             ..Default::default()
