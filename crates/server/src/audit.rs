@@ -7,14 +7,18 @@
 //!   commits the record with the request's first write, see `mlgate_core::activity`), and
 //!   afterwards writes on its own whatever was not recorded that way: denials (403), failures
 //!   that rolled back, and reads. Reads other than keys and tokens are not recorded.
-//! - [`SignInLog`] takes sign-in records off the request path: a bounded channel to one
-//!   writer task that inserts them in batches. When the channel is full a record is dropped
-//!   and counted (and the count logged), never waited for: a flood of grants must not be
-//!   slowed, or grow memory, because the log's disk is slow.
+//! - [`SignInLog`] takes sign-in records off the request path. Token grants are counted into
+//!   their minute's aggregated record in memory (`mlgate_core::signins` says what is
+//!   aggregated), written every second; interactive sign-ins go through a bounded channel, one
+//!   record each. One writer task inserts both in batches. When the channel or the pending
+//!   grants are full a record is dropped and counted (and the count logged), never waited for:
+//!   a flood of grants must not be slowed, or grow memory, because the log's disk is slow.
 //! - [`prune`] deletes records past their retention, in the background.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -22,10 +26,11 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use mlgate_core::activity::{self, ActivityRecord, ActivityStatus, Pending};
-use mlgate_core::signins::SignInRecord;
+use mlgate_core::signins::{AGGREGATION_WINDOW_SECS, SignInRecord};
 use mlgate_core::store::Store;
 use time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::state::AppState;
@@ -242,71 +247,250 @@ pub async fn record_activity(State(state): State<AppState>, req: Request, next: 
     resp
 }
 
-/// Sign-in records queued for the writer, at most.
+/// Interactive sign-in records queued for the writer, at most.
 pub const SIGNIN_QUEUE: usize = 16 * 1024;
+/// Distinct aggregated grants (attempt and minute) waiting for the next write, at most.
+pub const SIGNIN_PENDING_GRANTS: usize = 16 * 1024;
 /// Records per insert, at most.
 const SIGNIN_BATCH: usize = 512;
+/// How often the aggregated grants are written.
+const SIGNIN_FLUSH: StdDuration = StdDuration::from_secs(1);
+/// How long a shutdown waits for the last write.
+const SIGNIN_CLOSE: StdDuration = StdDuration::from_secs(5);
 
 /// The sign-in log's writer (see the module's documentation). Cloned handles share it.
 #[derive(Clone)]
 pub struct SignInLog {
-    tx: Option<mpsc::Sender<SignInRecord>>,
-    dropped: Arc<AtomicU64>,
+    inner: Option<Arc<SignInInner>>,
+}
+
+struct SignInInner {
+    /// Interactive sign-ins, one record each.
+    tx: mpsc::Sender<SignInRecord>,
+    /// Token grants of the current minutes, aggregated as `mlgate_core::signins` describes.
+    grants: Mutex<HashMap<GrantKey, PendingGrant>>,
+    dropped: AtomicU64,
+    /// A grant unlike any pending one arrived: write it now, not at the next tick.
+    fresh: Notify,
+    stop: Notify,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// An aggregated grant record (`count` is every attempt so far) and how many of its attempts
+/// the store has.
+struct PendingGrant {
+    record: SignInRecord,
+    written: u32,
+    /// Attempted since the last tick: an idle grant is forgotten (the store has it all) and,
+    /// should it come again, starts a new pending record that adds into the same row.
+    recent: bool,
+}
+
+/// What makes two token requests the same attempt: everything a sign-in record names but the
+/// time, the ids and the failure's wording; and the minute they fell in.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct GrantKey {
+    window: i64,
+    tenant: Option<mlgate_core::ids::TenantId>,
+    grant: &'static str,
+    client_id: Option<String>,
+    username: Option<String>,
+    user_id: Option<String>,
+    service_principal_id: Option<String>,
+    resource: Option<String>,
+    client: IpAddr,
+    error_code: u32,
 }
 
 impl SignInLog {
     /// A log that records nothing (`--signin-log off`).
     pub fn off() -> Self {
-        Self { tx: None, dropped: Arc::new(AtomicU64::new(0)) }
-    }
-
-    /// A log whose records go to `rx` (the writer task's end).
-    fn queued(capacity: usize) -> (Self, mpsc::Receiver<SignInRecord>) {
-        let (tx, rx) = mpsc::channel::<SignInRecord>(capacity.max(1));
-        (Self { tx: Some(tx), dropped: Arc::new(AtomicU64::new(0)) }, rx)
+        Self { inner: None }
     }
 
     /// Starts the writer task on the current runtime.
-    pub fn start(store: Arc<dyn Store>, capacity: usize) -> Self {
-        let (log, mut rx) = Self::queued(capacity);
-        let seen = log.dropped.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(SIGNIN_BATCH);
-            let mut reported = 0;
-            while rx.recv_many(&mut batch, SIGNIN_BATCH).await > 0 {
-                if let Err(e) = store.insert_sign_ins(&batch).await {
-                    tracing::error!(error = %e, records = batch.len(), "could not write sign-in records");
-                }
-                batch.clear();
-                let now = seen.load(Ordering::Relaxed);
-                if now > reported {
-                    tracing::warn!(
-                        dropped = now - reported,
-                        "sign-in log queue full; records dropped"
-                    );
-                    reported = now;
-                }
-            }
+    pub fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn mlgate_core::clock::Clock>,
+        capacity: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<SignInRecord>(capacity.max(1));
+        let inner = Arc::new(SignInInner {
+            tx,
+            grants: Mutex::new(HashMap::new()),
+            dropped: AtomicU64::new(0),
+            fresh: Notify::new(),
+            stop: Notify::new(),
+            writer: Mutex::new(None),
         });
-        log
+        let writer = tokio::spawn(write_sign_ins(inner.clone(), rx, store, clock));
+        *lock(&inner.writer) = Some(writer);
+        Self { inner: Some(inner) }
     }
 
-    /// Queues a record; never waits. A full queue drops it and counts.
+    /// Queues an interactive sign-in's record; never waits. A full queue drops it and counts.
     pub fn record(&self, record: SignInRecord) {
-        if let Some(tx) = &self.tx
-            && tx.try_send(record).is_err()
+        if let Some(inner) = &self.inner
+            && inner.tx.try_send(record).is_err()
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+    /// Counts a token request into its minute's aggregated record (made on the minute's first
+    /// such request); never waits. `error` is `(AADSTS code, description)` for a failure.
+    pub fn record_grant(
+        &self,
+        attempt: Attempt,
+        at: time::OffsetDateTime,
+        client: IpAddr,
+        correlation_id: Option<String>,
+        error: Option<(u32, &str)>,
+    ) {
+        let Some(inner) = &self.inner else { return };
+        let Attempt {
+            tenant,
+            grant,
+            interactive: _,
+            client_id,
+            app_display_name,
+            username,
+            user_id,
+            service_principal_id,
+            resource,
+        } = attempt;
+        let key = GrantKey {
+            window: at.unix_timestamp().div_euclid(AGGREGATION_WINDOW_SECS),
+            tenant,
+            grant,
+            client_id,
+            username,
+            user_id,
+            service_principal_id,
+            resource,
+            client,
+            error_code: error.map_or(0, |(c, _)| c),
+        };
+        let mut grants = lock(&inner.grants);
+        if let Some(p) = grants.get_mut(&key) {
+            p.record.count = p.record.count.saturating_add(1);
+            p.record.last_at = p.record.last_at.max(at);
+            p.recent = true;
+            return;
+        }
+        if grants.len() >= SIGNIN_PENDING_GRANTS {
+            drop(grants);
+            inner.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let attempt = Attempt {
+            tenant: key.tenant,
+            grant: key.grant,
+            interactive: false,
+            client_id: key.client_id.clone(),
+            app_display_name,
+            username: key.username.clone(),
+            user_id: key.user_id.clone(),
+            service_principal_id: key.service_principal_id.clone(),
+            resource: key.resource.clone(),
+        };
+        let record = attempt.record(at, client, correlation_id, error);
+        grants.insert(key, PendingGrant { record, written: 0, recent: true });
+        drop(grants);
+        inner.fresh.notify_one();
     }
 
-    /// Records dropped because the queue was full, since start.
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Records dropped because the queue or the pending grants were full, since start.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inner.as_ref().map_or(0, |i| i.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Writes what is queued and stops the writer (at shutdown, once requests have drained).
+    pub async fn close(&self) {
+        let Some(inner) = &self.inner else { return };
+        inner.stop.notify_one();
+        let writer = lock(&inner.writer).take();
+        if let Some(writer) = writer
+            && tokio::time::timeout(SIGNIN_CLOSE, writer).await.is_err()
+        {
+            tracing::warn!("the sign-in log's last write did not finish in time");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer task: interactive records as they come (in batches); for the aggregated grants,
+/// a new one at once (so a first failure shows without delay) and the attempts since the last
+/// write every [`SIGNIN_FLUSH`]; everything left when [`SignInLog::close`] asks.
+async fn write_sign_ins(
+    inner: Arc<SignInInner>,
+    mut rx: mpsc::Receiver<SignInRecord>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn mlgate_core::clock::Clock>,
+) {
+    let mut batch = Vec::with_capacity(SIGNIN_BATCH);
+    let mut tick = tokio::time::interval(SIGNIN_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = 0;
+    let write = async |records: &mut Vec<SignInRecord>| {
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = store.insert_sign_ins(records).await {
+            tracing::error!(error = %e, records = records.len(), "could not write sign-in records");
+        }
+        records.clear();
+    };
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, SIGNIN_BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            () = inner.fresh.notified() => unwritten(&inner, &mut batch, None),
+            _ = tick.tick() => {
+                let window = clock.now().unix_timestamp().div_euclid(AGGREGATION_WINDOW_SECS);
+                unwritten(&inner, &mut batch, Some(window));
+            }
+            () = inner.stop.notified() => break,
+        }
+        write(&mut batch).await;
+        let now = inner.dropped.load(Ordering::Relaxed);
+        if now > reported {
+            tracing::warn!(dropped = now - reported, "sign-in log full; records dropped");
+            reported = now;
+        }
+    }
+    while let Ok(r) = rx.try_recv() {
+        batch.push(r);
+    }
+    unwritten(&inner, &mut batch, Some(i64::MAX));
+    write(&mut batch).await;
+}
+
+/// Moves the attempts not yet written of every pending grant into `out` (one record each,
+/// counting only those). At a tick (`current` is the minute), also forgets the grants of past
+/// minutes and those not attempted since the last tick: all they counted is written now.
+fn unwritten(inner: &SignInInner, out: &mut Vec<SignInRecord>, current: Option<i64>) {
+    let mut grants = lock(&inner.grants);
+    for p in grants.values_mut() {
+        if p.record.count > p.written {
+            let mut delta = p.record.clone();
+            delta.count = p.record.count - p.written;
+            p.written = p.record.count;
+            out.push(delta);
+        }
+    }
+    if let Some(current) = current {
+        grants.retain(|k, p| k.window >= current && std::mem::take(&mut p.recent));
     }
 }
 
@@ -355,6 +539,8 @@ impl Attempt {
                 clip(words.map_or(d, |(_, w)| w), 256)
             }),
             correlation_id: correlation_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
+            count: 1,
+            last_at: at,
         }
     }
 }
@@ -392,6 +578,107 @@ pub struct Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log without its writer task: the test plays the writer with `unwritten`.
+    fn unstarted() -> SignInLog {
+        queued(1).0
+    }
+
+    fn queued(capacity: usize) -> (SignInLog, mpsc::Receiver<SignInRecord>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let log = SignInLog {
+            inner: Some(Arc::new(SignInInner {
+                tx,
+                grants: Mutex::new(HashMap::new()),
+                dropped: AtomicU64::new(0),
+                fresh: Notify::new(),
+                stop: Notify::new(),
+                writer: Mutex::new(None),
+            })),
+        };
+        (log, rx)
+    }
+
+    fn attempt(client_id: &str) -> Attempt {
+        Attempt {
+            grant: "client_credentials",
+            client_id: Some(client_id.into()),
+            service_principal_id: Some("sp".into()),
+            ..Default::default()
+        }
+    }
+
+    fn at(s: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(s).unwrap()
+    }
+
+    #[test]
+    fn grants_are_counted_per_minute_and_written_as_deltas() {
+        let log = unstarted();
+        let inner = log.inner.clone().unwrap();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let summary = |out: &[SignInRecord]| {
+            let mut v: Vec<_> = out
+                .iter()
+                .map(|r| {
+                    let app = r.app_id.clone().unwrap();
+                    (app, r.error_code, r.count, r.at.unix_timestamp(), r.last_at.unix_timestamp())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        for s in [120, 121, 125] {
+            log.record_grant(attempt("a"), at(s), ip, None, None);
+        }
+        log.record_grant(attempt("a"), at(126), ip, None, Some((7000215, "AADSTS7000215: no")));
+        log.record_grant(attempt("b"), at(126), ip, None, None);
+        let mut out = Vec::new();
+        unwritten(&inner, &mut out, None);
+        assert_eq!(
+            summary(&out),
+            vec![
+                ("a".into(), 0, 3, 120, 125),
+                ("a".into(), 7000215, 1, 126, 126),
+                ("b".into(), 0, 1, 126, 126)
+            ]
+        );
+        let failure = out.iter().find(|r| r.error_code != 0).unwrap();
+        assert_eq!(failure.failure_reason.as_deref(), Some("no"));
+        // Only what came since: two more of "a", none of the others.
+        log.record_grant(attempt("a"), at(130), ip, None, None);
+        log.record_grant(attempt("a"), at(131), ip, None, None);
+        out.clear();
+        unwritten(&inner, &mut out, Some(2));
+        assert_eq!(summary(&out), vec![("a".into(), 0, 2, 120, 131)]);
+        // Every grant was attempted since the last tick: all stay for now. At the next tick
+        // the idle ones go, and the next minute's attempt is a record of its own.
+        assert_eq!(lock(&inner.grants).len(), 3);
+        log.record_grant(attempt("a"), at(131), ip, None, None);
+        out.clear();
+        unwritten(&inner, &mut out, Some(2));
+        assert_eq!(lock(&inner.grants).len(), 1, "only 'a' was attempted since");
+        log.record_grant(attempt("a"), at(180), ip, None, None);
+        out.clear();
+        unwritten(&inner, &mut out, Some(3));
+        assert_eq!(summary(&out), vec![("a".into(), 0, 1, 180, 180)]);
+        assert_eq!(lock(&inner.grants).len(), 1, "minute 2's record is forgotten");
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn pending_grants_are_bounded() {
+        let log = unstarted();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        for i in 0..SIGNIN_PENDING_GRANTS + 10 {
+            log.record_grant(attempt(&format!("app-{i}")), at(60), ip, None, None);
+        }
+        // A known grant is still counted when full; an unknown one is dropped and counted.
+        log.record_grant(attempt("app-0"), at(61), ip, None, None);
+        let inner = log.inner.clone().unwrap();
+        assert_eq!(lock(&inner.grants).len(), SIGNIN_PENDING_GRANTS);
+        assert_eq!(log.dropped(), 10);
+    }
 
     fn op(m: Method, p: &str) -> Option<(String, String)> {
         operation(&m, p).map(|o| (o.name, o.scope))
@@ -465,7 +752,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_drops_and_counts_without_waiting() {
-        let (log, mut rx) = SignInLog::queued(4);
+        let (log, mut rx) = queued(4);
         let attempt = || Attempt { grant: "password", ..Default::default() };
         let at = time::OffsetDateTime::UNIX_EPOCH;
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);

@@ -398,7 +398,7 @@ impl Server {
             clock.clone(),
         ));
         let signins = if config.signin_log {
-            audit::SignInLog::start(store.clone(), audit::SIGNIN_QUEUE)
+            audit::SignInLog::start(store.clone(), clock.clone(), audit::SIGNIN_QUEUE)
         } else {
             tracing::warn!("the sign-in log is off (--signin-log off)");
             audit::SignInLog::off()
@@ -585,6 +585,8 @@ impl Server {
         reloader.abort();
         follower.abort();
         pruner.abort();
+        // Requests have drained: what they logged is written before the process ends.
+        self.state.signins.close().await;
         served.context("serving")
     }
 }

@@ -73,12 +73,20 @@ fn activity_from(row: &Row) -> StoreResult<ActivityRecord> {
 
 const SIGN_IN_COLUMNS: &str = "INSERT INTO sign_ins (id, at, tenant_id, user_id, upn, upn_key, \
      app_id, app_key, app_display_name, service_principal_id, client_address, interactive, \
-     grant_type, resource, error_code, failure_reason, correlation_id) VALUES ";
-const SIGN_IN_ARITY: usize = 17;
+     grant_type, resource, error_code, failure_reason, correlation_id, attempts, last_at, \
+     agg_key) VALUES ";
+/// A record whose aggregation key is already there (an earlier batch of the same minute, or
+/// another node's) adds its count into it: the record stays the first attempt's.
+const SIGN_IN_UPSERT: &str = " ON CONFLICT (agg_key) DO UPDATE SET \
+     attempts = sign_ins.attempts + excluded.attempts, \
+     last_at = CASE WHEN excluded.last_at > sign_ins.last_at THEN excluded.last_at \
+     ELSE sign_ins.last_at END";
+const SIGN_IN_ARITY: usize = 20;
 /// Rows per INSERT: one statement per 64 records rather than one per record.
 const SIGN_INS_PER_STATEMENT: usize = 64;
 
-/// `INSERT ... VALUES ($1, ..., $17), ($18, ...)` for `rows` rows: placeholders only.
+/// `INSERT ... VALUES ($1, ..., $20), ($21, ...) ON CONFLICT ...` for `rows` rows:
+/// placeholders only.
 fn insert_sign_ins_sql(rows: usize) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(SIGN_IN_COLUMNS.len() + rows * SIGN_IN_ARITY * 5);
@@ -91,10 +99,11 @@ fn insert_sign_ins_sql(rows: usize) -> String {
         }
         sql.push(')');
     }
+    sql.push_str(SIGN_IN_UPSERT);
     sql
 }
 
-fn sign_in_args(r: &SignInRecord) -> Vec<Val> {
+fn sign_in_args((r, key): &(SignInRecord, Option<String>)) -> Vec<Val> {
     args![
         r.id.to_string(),
         r.at,
@@ -113,6 +122,9 @@ fn sign_in_args(r: &SignInRecord) -> Vec<Val> {
         i64::from(r.error_code),
         &r.failure_reason,
         &r.correlation_id,
+        i64::from(r.count),
+        r.last_at,
+        key,
     ]
 }
 
@@ -134,7 +146,29 @@ fn sign_in_from(row: &Row) -> StoreResult<SignInRecord> {
             .map_err(|_| StoreError::Corrupt("error_code".into()))?,
         failure_reason: row.opt_text("failure_reason")?,
         correlation_id: row.text("correlation_id")?,
+        count: u32::try_from(row.int("attempts")?.min(i64::from(u32::MAX)))
+            .map_err(|_| StoreError::Corrupt("attempts".into()))?,
+        last_at: row.time("last_at")?,
     })
+}
+
+/// The records with their aggregation keys, those sharing a key merged into one: one
+/// statement may not update the same row twice (PostgreSQL refuses it).
+fn keyed(records: &[SignInRecord]) -> Vec<(SignInRecord, Option<String>)> {
+    let mut out: Vec<(SignInRecord, Option<String>)> = Vec::with_capacity(records.len());
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in records {
+        let key = r.aggregation_key();
+        if let Some(k) = &key {
+            if let Some(&i) = at.get(k) {
+                out[i].0.absorb(r);
+                continue;
+            }
+            at.insert(k.clone(), out.len());
+        }
+        out.push((r.clone(), key));
+    }
+    out
 }
 
 /// The keyset cursor's two arguments (both null for the first page).
@@ -186,6 +220,7 @@ impl AuditStore for SqlStore {
         if records.is_empty() {
             return Ok(());
         }
+        let records = keyed(records);
         let mut tx = self.db.begin().await?;
         for chunk in records.chunks(SIGN_INS_PER_STATEMENT) {
             let args: Vec<Val> = chunk.iter().flat_map(sign_in_args).collect();

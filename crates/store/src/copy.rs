@@ -333,6 +333,9 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("error_code", Int),
             ("failure_reason", Text),
             ("correlation_id", Text),
+            ("attempts", Int),
+            ("last_at", Int),
+            ("agg_key", Text),
         ],
     ),
 ];

@@ -26,6 +26,7 @@ pub const SIGNIN_COLUMNS: Columns = &[
     "Grant=clientAppUsed",
     "ErrorCode=status.errorCode",
     "Address=ipAddress",
+    "Count=signInCount",
 ];
 
 /// Reads pages until `max` records or the last page.

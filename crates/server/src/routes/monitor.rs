@@ -247,6 +247,10 @@ pub fn sign_in_json(r: &SignInRecord) -> Value {
         "isInteractive": r.interactive,
         "resourceDisplayName": r.resource,
         "correlationId": r.correlation_id,
+        // Not Graph's: identical non-interactive attempts of one minute are one record (as
+        // Azure's portal aggregates them); how many, and when the last was.
+        "signInCount": r.count,
+        "lastSignInDateTime": rfc3339(r.last_at),
         "status": {
             "errorCode": r.error_code,
             "failureReason": r.failure_reason,

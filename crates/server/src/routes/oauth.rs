@@ -258,7 +258,7 @@ async fn token(
             Some(OAuthErrorKind::AuthorizationPending)
         ) {
             let now = state.authority.clock().now();
-            state.signins.record(a.record(now, source, correlation.clone(), error));
+            state.signins.record_grant(a, now, source, correlation.clone(), error);
         }
     }
     match result {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_schema.sql")),
     (2, include_str!("../../migrations/postgres/0002_changes.sql")),
     (3, include_str!("../../migrations/postgres/0003_activity_signins_users.sql")),
+    (4, include_str!("../../migrations/postgres/0004_signin_aggregation.sql")),
 ];
 
 /// The advisory lock migrations run under (any constant both nodes agree on: "mlgate" in

@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/sqlite/0010_online_endpoints.sql")),
     (11, include_str!("../../migrations/sqlite/0011_changes.sql")),
     (12, include_str!("../../migrations/sqlite/0012_activity_signins_users.sql")),
+    (13, include_str!("../../migrations/sqlite/0013_signin_aggregation.sql")),
 ];
 
 fn query(sql: SqlStr, args: Vec<Val>) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {

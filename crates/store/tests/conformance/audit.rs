@@ -16,7 +16,8 @@ conformance!(
     users_update_and_delete,
     activity_commits_with_its_write,
     activity_queries,
-    sign_in_batches_and_queries
+    sign_in_batches_and_queries,
+    sign_ins_aggregate_per_minute
 );
 
 async fn users_update_and_delete(s: Arc<dyn Store>) {
@@ -213,6 +214,8 @@ fn sign_in(tenant: TenantId, at: i64, upn: &str, app: &str, code: u32) -> SignIn
         error_code: code,
         failure_reason: (code != 0).then(|| "Invalid username or password.".into()),
         correlation_id: guid().to_string(),
+        count: 1,
+        last_at: t(at),
     }
 }
 
@@ -246,13 +249,70 @@ async fn sign_in_batches_and_queries(s: Arc<dyn Store>) {
     assert_eq!(s.sign_ins(&q(None, Some("App-1"), true)).await.unwrap(), vec![bad.clone()]);
     assert_eq!(s.prune_sign_ins(t(3)).await.unwrap(), 2);
     assert_eq!(s.sign_ins(&q(None, None, false)).await.unwrap(), vec![other]);
-    // A batch larger than one statement's rows lands whole, in one transaction.
-    let many: Vec<_> =
-        (0..150).map(|i| sign_in(tenant, 10 + i, "c@mlgate.local", "a", 0)).collect();
+    // A batch larger than one statement's rows lands whole, in one transaction (interactive
+    // sign-ins, which are never aggregated).
+    let many: Vec<_> = (0..150)
+        .map(|i| {
+            let mut r = sign_in(tenant, 10 + i, "c@mlgate.local", "a", 0);
+            r.interactive = true;
+            r
+        })
+        .collect();
     s.insert_sign_ins(&many).await.unwrap();
     let mut query = q(Some("c@mlgate.local"), None, false);
     query.limit = 1000;
     let found = s.sign_ins(&query).await.unwrap();
     assert_eq!(found.len(), 150);
     assert_eq!(found.first(), many.last(), "newest first");
+}
+
+/// Identical non-interactive attempts of one minute are one record: within a batch, across
+/// batches (the upsert adds the counts), never across minutes, results or interactive ones.
+async fn sign_ins_aggregate_per_minute(s: Arc<dyn Store>) {
+    let seed = seed(s.as_ref()).await;
+    let tenant = seed.tenant.id;
+    // (`t(0)` is on a minute.) Minute 1 (60..119): two in one batch, a record counting two in
+    // the next, and one failure.
+    let first = sign_in(tenant, 61, "d@mlgate.local", "app-d", 0);
+    let mut later = sign_in(tenant, 70, "d@mlgate.local", "app-d", 0);
+    later.count = 2;
+    later.last_at = t(75);
+    let same = sign_in(tenant, 65, "d@mlgate.local", "app-d", 0);
+    let failed = sign_in(tenant, 66, "d@mlgate.local", "app-d", 50126);
+    s.insert_sign_ins(&[first.clone(), same, failed.clone()]).await.unwrap();
+    s.insert_sign_ins(&[later]).await.unwrap();
+    // Minute 2, and an interactive sign-in in minute 1.
+    let next_minute = sign_in(tenant, 121, "d@mlgate.local", "app-d", 0);
+    let mut page = sign_in(tenant, 62, "d@mlgate.local", "app-d", 0);
+    page.interactive = true;
+    s.insert_sign_ins(&[next_minute.clone(), page.clone()]).await.unwrap();
+
+    let q = SignInQuery {
+        tenant_id: Some(tenant),
+        user: Some("d@mlgate.local".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = s.sign_ins(&q).await.unwrap();
+    let summary: Vec<(i64, u32, u32, i64)> = found
+        .iter()
+        .map(|r| {
+            (
+                (r.at - t(0)).whole_seconds(),
+                r.error_code,
+                r.count,
+                (r.last_at - t(0)).whole_seconds(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(121, 0, 1, 121), (66, 50126, 1, 66), (62, 0, 1, 62), (61, 0, 4, 75)],
+        "{found:#?}"
+    );
+    let aggregated = found.iter().find(|r| r.count == 4).unwrap();
+    assert_eq!(aggregated.id, first.id, "the record is the first attempt's");
+    assert_eq!(aggregated.correlation_id, first.correlation_id);
+    assert_eq!(found.iter().find(|r| r.interactive).unwrap(), &page);
+    assert_eq!(found.iter().find(|r| r.error_code != 0).unwrap(), &failed);
 }

@@ -99,7 +99,7 @@ pub async fn show(ctx: Ctx, Query(q): Query<Form>) -> Response {
         match st.monitor.sign_ins(p, query).await {
             Ok(rows) if rows.is_empty() => body.push_str("<p>No sign-ins.</p>"),
             Ok(rows) => {
-                body.push_str("<div class=\"scroll\"><table id=\"signin-table\"><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">User or application</th><th scope=\"col\">Grant or page</th><th scope=\"col\">From</th><th scope=\"col\">Result</th></tr></thead><tbody>");
+                body.push_str("<div class=\"scroll\"><table id=\"signin-table\"><thead><tr><th scope=\"col\">Time</th><th scope=\"col\">User or application</th><th scope=\"col\">Grant or page</th><th scope=\"col\">From</th><th scope=\"col\">Result</th><th scope=\"col\">Count</th></tr></thead><tbody>");
                 for r in &rows {
                     let who = r
                         .user_principal_name
@@ -112,13 +112,21 @@ pub async fn show(ctx: Ctx, Query(q): Query<Form>) -> Response {
                     } else {
                         format!("AADSTS{}", r.error_code)
                     };
+                    // An aggregated record (identical token requests of one minute) says when
+                    // its attempts ran from and to.
+                    let when = if r.count > 1 {
+                        format!("{} to {}", datetime(r.at), datetime(r.last_at))
+                    } else {
+                        datetime(r.at)
+                    };
                     body.push_str(&format!(
-                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        datetime(r.at),
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        when,
                         esc(&who),
                         esc(&r.grant),
                         esc(&r.client_address),
                         esc(&result),
+                        r.count,
                     ));
                 }
                 body.push_str("</tbody></table></div>");
