@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use arc_swap::ArcSwap;
+
 use time::{Duration, OffsetDateTime};
 
 use crate::changes::{Change, OwnChanges};
@@ -177,7 +179,8 @@ impl ClientCache {
 pub struct Directory {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    tenants: RwLock<Arc<Vec<Tenant>>>,
+    /// Read by every token request: loaded without a lock (replaced whole on a change).
+    tenants: ArcSwap<Vec<Tenant>>,
     clients: ClientCache,
     /// Changes this node published (its follower skips them).
     own_changes: OwnChanges,
@@ -201,7 +204,7 @@ impl Directory {
         Ok(Self {
             store,
             clock,
-            tenants: RwLock::new(Arc::new(tenants)),
+            tenants: ArcSwap::from_pointee(tenants),
             clients: ClientCache { entries: RwLock::new(HashMap::new()), ttl: client_cache_ttl },
             own_changes: OwnChanges::default(),
         })
@@ -216,21 +219,30 @@ impl Directory {
     }
 
     pub fn tenants(&self) -> Arc<Vec<Tenant>> {
-        self.tenants.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.tenants.load_full()
     }
 
     /// The tenant named by a URL segment: its GUID, its domain, or `common`/`organizations`
     /// (the first tenant, mlgate's home directory).
     pub fn resolve_tenant(&self, segment: &str) -> Option<Tenant> {
-        let tenants = self.tenants();
-        let seg = segment.trim().to_ascii_lowercase();
-        if seg == "common" || seg == "organizations" {
-            return tenants.first().cloned();
+        Self::find_tenant(&self.tenants.load(), segment).cloned()
+    }
+
+    /// [`Self::resolve_tenant`]'s id alone, without copying the tenant.
+    pub fn resolve_tenant_id(&self, segment: &str) -> Option<TenantId> {
+        Self::find_tenant(&self.tenants.load(), segment).map(|t| t.id)
+    }
+
+    fn find_tenant<'a>(tenants: &'a [Tenant], segment: &str) -> Option<&'a Tenant> {
+        let seg = segment.trim();
+        if seg.eq_ignore_ascii_case("common") || seg.eq_ignore_ascii_case("organizations") {
+            return tenants.first();
         }
         if let Ok(id) = seg.parse::<TenantId>() {
-            return tenants.iter().find(|t| t.id == id).cloned();
+            return tenants.iter().find(|t| t.id == id);
         }
-        tenants.iter().find(|t| t.domain == seg).cloned()
+        // Domains are kept in lower case.
+        tenants.iter().find(|t| t.domain.eq_ignore_ascii_case(seg))
     }
 
     pub fn tenant(&self, id: TenantId) -> Option<Tenant> {
@@ -312,7 +324,7 @@ impl Directory {
     /// Re-reads the tenant list (after a tenant was created, possibly by another node).
     pub async fn reload_tenants(&self) -> Result<(), Error> {
         let tenants = self.store.list_tenants().await?;
-        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tenants);
+        self.tenants.store(Arc::new(tenants));
         Ok(())
     }
 

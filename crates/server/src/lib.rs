@@ -448,7 +448,7 @@ impl Server {
             )
             .context("creating the folder entry scripts run in")?,
         );
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             authority,
             access,
             resources,
@@ -469,7 +469,7 @@ impl Server {
             signins,
             console: Arc::default(),
             metrics: metrics.clone(),
-        };
+        });
         let mut app = routes::router(state.clone());
         let exposition =
             metrics::Exposition { metrics: metrics.clone(), token: config.metrics_token.clone() };

@@ -320,7 +320,7 @@ fn sign_in_attempt(state: &AppState, tenant: &str, r: &TokenRequest) -> crate::a
         Grant::AuthorizationCode { .. } => ("authorization_code", None),
     };
     crate::audit::Attempt {
-        tenant: state.authority.directory().resolve_tenant(tenant).map(|t| t.id),
+        tenant: state.authority.directory().resolve_tenant_id(tenant),
         grant,
         interactive: false,
         client_id: r.client_id.clone(),
