@@ -4,10 +4,12 @@
 # same cached ES256 signer, same TLS configuration; nothing else). Both servers run at once,
 # over HTTP and over HTTPS; wrk drives one at a time, keep-alive, the order alternating every
 # round, so each round pairs mlgate with the limit under the same load. Prints every round's
-# load average and mlgate/limit ratio, then the medians and spread.
+# load average and mlgate/limit ratio, then the medians and spread, and each server's CPU time
+# per grant (user + system from /proc, 100 ticks a second), which the load on the host sways less.
 #
 # usage: bench/token-limit.sh [path-to-mlgate]   (default: target/release/mlgate, built first)
 # env:   ROUNDS=7 CONNS=32 DURATION=8s WARMUP=2s
+#        PERF=1: also `perf record` each server during each run (OUT/NAME-rN.txt.perf)
 # Output: bench/out/token-limit-<timestamp>/ (raw wrk output, logs, summary.txt).
 set -euo pipefail
 
@@ -47,16 +49,17 @@ print(d["tenantId"], d["clientId"], d["clientSecret"])' "$TMP/sp.json")
 # The HTTPS instance serves a copy of the same store, so the same principal signs in there.
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true; PIDS=()
 cp -a "$TMP/mlgate-http" "$TMP/mlgate-https"
-start_mlgate mlgate-http "$HPORT" --insecure-http
-SPORT="$(free_port)"; start_mlgate mlgate-https "$SPORT"
+declare -A SPID
+start_mlgate mlgate-http "$HPORT" --insecure-http; SPID[mlgate-http]=$!
+SPORT="$(free_port)"; start_mlgate mlgate-https "$SPORT"; SPID[mlgate-https]=$!
 CA="$TMP/mlgate-https/tls/ca.pem"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HPORT/readyz" >/dev/null && curl -sf --cacert "$CA" "https://127.0.0.1:$SPORT/readyz" >/dev/null && break; sleep 0.2; done
 
 # The limit, on HTTP and on HTTPS (with mlgate's own certificate and key)
 BPORT="$(free_port)"; BSPORT="$(free_port)"
-"$BARE" "127.0.0.1:$BPORT" "$CID" "$SECRET" >"$OUT/bare-http.log" 2>&1 & PIDS+=($!)
+"$BARE" "127.0.0.1:$BPORT" "$CID" "$SECRET" >"$OUT/bare-http.log" 2>&1 & PIDS+=($!); SPID[bare-http]=$!
 "$BARE" "127.0.0.1:$BSPORT" "$CID" "$SECRET" "$TMP/mlgate-https/tls/server.pem" "$TMP/mlgate-https/tls/server-key.pem" \
-  >"$OUT/bare-https.log" 2>&1 & PIDS+=($!)
+  >"$OUT/bare-https.log" 2>&1 & PIDS+=($!); SPID[bare-https]=$!
 sleep 1
 
 BODY="$(form grant_type client_credentials client_id "$CID" client_secret "$SECRET" scope https://management.azure.com/.default)"
@@ -75,9 +78,18 @@ a, b = claims(f"{sys.argv[1]}/mlgate-http-check.json"), claims(f"{sys.argv[1]}/b
 assert sorted(a) == sorted(b), (sorted(a), sorted(b))
 PY
 
-run_wrk() { # NAME DURATION [OUTFILE]
+# The server's CPU time (user + system, clock ticks) so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_wrk() { # NAME DURATION [OUTFILE]: also writes the server's CPU ticks spent to OUTFILE.cpu
+  local before perf=""; before="$(ticks "${SPID[$1]}")"
+  if [ -n "${PERF:-}" ] && [ -n "${3:-}" ]; then # a profile of the server during the run
+    perf record -q -F 1999 -g -p "${SPID[$1]}" -o "$3.perf" -- sleep "${2%s}" >/dev/null 2>&1 & perf=$!
+  fi
   WRK_PATH="/$TENANT/oauth2/v2.0/token" WRK_BODY="$BODY" \
     wrk -t1 -c"$CONNS" -d"$2" --latency -s "$BENCH/wrk/token.lua" "${URL[$1]}" > "${3:-/dev/null}"
+  [ -n "${3:-}" ] && echo $(( $(ticks "${SPID[$1]}") - before )) > "$3.cpu"
+  [ -n "$perf" ] && wait "$perf"
+  return 0
 }
 {
   echo "date: $(date -Is); nproc: $(nproc); kernel: $(uname -r)"
@@ -100,6 +112,11 @@ def rps(name, r):
     if int(re.search(r"^non-200: (\d+)", t, re.M).group(1)):
         sys.exit(f"{name}-r{r}: non-200 answers")
     return float(re.search(r"^Requests/sec:\s+([\d.]+)", t, re.M).group(1))
+def cpu_us(name, r):
+    """The server's CPU time per request (user + system), in microseconds."""
+    t = (out / f"{name}-r{r}.txt").read_text()
+    n = int(re.search(r"^\s+(\d+) requests in", t, re.M).group(1))
+    return int((out / f"{name}-r{r}.txt.cpu").read_text()) * 10_000 / n
 for proto in ("http", "https"):
     m = [rps(f"mlgate-{proto}", r) for r in range(1, rounds + 1)]
     b = [rps(f"bare-{proto}", r) for r in range(1, rounds + 1)]
@@ -107,5 +124,10 @@ for proto in ("http", "https"):
     print(f"{proto}: limit median {statistics.median(b):.0f}/s, mlgate median {statistics.median(m):.0f}/s; "
           f"mlgate/limit paired median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
           f"rounds: {' '.join(f'{x:.3f}' for x in ratios)}")
+    mc = [cpu_us(f"mlgate-{proto}", r) for r in range(1, rounds + 1)]
+    bc = [cpu_us(f"bare-{proto}", r) for r in range(1, rounds + 1)]
+    print(f"{proto}: server CPU per grant: limit median {statistics.median(bc):.1f} us, mlgate median "
+          f"{statistics.median(mc):.1f} us; limit/mlgate paired median "
+          f"{statistics.median([b / m for b, m in zip(bc, mc)]):.3f}")
 PY
 echo "raw output: $OUT"

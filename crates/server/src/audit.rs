@@ -21,9 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use mlgate_core::activity::{self, ActivityRecord, ActivityStatus, Pending};
 use mlgate_core::signins::{AGGREGATION_WINDOW_SECS, SignInRecord};
@@ -189,10 +188,15 @@ pub fn correlation_id(headers: &HeaderMap) -> String {
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_string)
 }
 
-/// The middleware: see the module's documentation.
-pub async fn record_activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Runs the handler (`next`) and records the activity: see the module's documentation (part
+/// of the router's one middleware, `routes::around`).
+pub async fn record_activity<F, Fut>(state: &AppState, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let Some(op) = operation(req.method(), req.uri().path()) else {
-        return next.run(req).await;
+        return next(req).await;
     };
     let peer = req
         .extensions()
@@ -221,7 +225,7 @@ pub async fn record_activity(State(state): State<AppState>, req: Request, next: 
     };
     record.set_scope(&op.scope);
     let pending = Pending { record, caller_known: false, recorded: false };
-    let (mut resp, pending) = activity::scope(pending, next.run(req)).await;
+    let (mut resp, pending) = activity::scope(pending, next(req)).await;
     if let Ok(v) = HeaderValue::from_str(&correlation) {
         resp.headers_mut().insert("x-ms-correlation-request-id", v);
     }

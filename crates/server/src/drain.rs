@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -58,14 +57,19 @@ impl HttpBody for Tracked {
     }
 }
 
-/// The middleware: run the handler, then drain what it left unread.
-pub async fn drain_unread(req: Request, next: Next) -> Response {
+/// Runs the handler (`next`), then drains what it left unread (part of the router's one
+/// middleware, `routes::around`).
+pub async fn drain_unread<F, Fut>(req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let (parts, body) = req.into_parts();
     if body.is_end_stream() {
-        return next.run(Request::from_parts(parts, body)).await;
+        return next(Request::from_parts(parts, body)).await;
     }
     let shared: Shared = Arc::new(Mutex::new(Some(body)));
-    let resp = next.run(Request::from_parts(parts, Body::new(Tracked(shared.clone())))).await;
+    let resp = next(Request::from_parts(parts, Body::new(Tracked(shared.clone())))).await;
     let rest = shared.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(mut body) = rest.filter(|b| !b.is_end_stream()) {
         let drained = async {

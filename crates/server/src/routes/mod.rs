@@ -153,9 +153,7 @@ fn routes(state: AppState) -> Router {
         // The scoring path (AKS-style URI).
         .route("/api/v1/service/{name}/score", post(services::score))
         .fallback(json::not_found)
-        .layer(middleware::from_fn(crate::drain::drain_unread))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::audit::record_activity))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), access_log))
+        .layer(middleware::from_fn_with_state(state.clone(), around))
         .with_state(state)
 }
 
@@ -167,14 +165,31 @@ const SIGN_IN_PAGES: &[&str] = &[
     "/devicelogin/signin",
 ];
 
-/// One structured line per request, and its count and latency in `/metrics`. Only the route
-/// template is logged or counted, never the raw path, query string, headers or body, which
-/// may carry secrets (and would make the metrics' labels unbounded).
-async fn access_log(
-    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+/// Every request's own work around its handler, in one layer (each `from_fn` layer costs a
+/// service clone, an allocation and a boxed future per request): outermost the access log and
+/// the request metrics, then the activity log for the operations it records, then draining
+/// what the handler left unread of the body.
+async fn around(
+    axum::extract::State(state): axum::extract::State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
+    access_log(&state.metrics, req, |req| {
+        crate::audit::record_activity(&state, req, |req| {
+            crate::drain::drain_unread(req, |req| next.run(req))
+        })
+    })
+    .await
+}
+
+/// One structured line per request, and its count and latency in `/metrics`. Only the route
+/// template is logged or counted, never the raw path, query string, headers or body, which
+/// may carry secrets (and would make the metrics' labels unbounded).
+async fn access_log<F, Fut>(metrics: &crate::metrics::Metrics, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
@@ -182,7 +197,7 @@ async fn access_log(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "<unmatched>".into());
-    let resp = next.run(req).await;
+    let resp = next(req).await;
     let took = started.elapsed();
     let status = resp.status().as_u16();
     metrics.http(&route, &method, status, took);
