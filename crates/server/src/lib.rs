@@ -39,8 +39,6 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum::http::{HeaderValue, header};
-use axum::response::Response;
 use mlgate_core::access::Access;
 use mlgate_core::authority::{Authority, AuthorityConfig, BUILTIN_RESOURCES};
 use mlgate_core::clock::Clock;
@@ -248,7 +246,7 @@ pub async fn open_store_at(data_dir: &Path, url: Option<&str>) -> Result<SqlStor
 
 pub struct Server {
     listener: std::net::TcpListener,
-    app: Router,
+    app: routes::App,
     tls: Option<tokio_rustls::TlsAcceptor>,
     connections: net::Connections,
     /// `--metrics-listen`: its listener and router.
@@ -489,9 +487,7 @@ impl Server {
             }
             None => None,
         };
-        if tls.is_some() {
-            app = app.layer(axum::middleware::map_response(strict_transport_security));
-        }
+        let app = routes::normalized(app);
         listener.set_nonblocking(true)?;
         Ok(Self {
             listener,
@@ -593,12 +589,3 @@ impl Server {
 
 /// Connections at most on the `--metrics-listen` address (scrapers are few).
 const METRICS_MAX_CONNECTIONS: usize = 32;
-
-/// HSTS on every HTTPS response: a browser that reached the server over TLS once never falls
-/// back to plain HTTP for it (RFC 6797). Plain-HTTP servers (behind a proxy) leave it to the
-/// proxy.
-async fn strict_transport_security(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
-    resp
-}

@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::response::Response;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -243,13 +244,16 @@ impl Connections {
     }
 
     /// Serves `app` on `listener` until `shutdown` resolves, then drains for up to [`DRAIN`].
-    pub async fn serve(
+    pub async fn serve<S>(
         self,
         listener: tokio::net::TcpListener,
         tls: Option<TlsAcceptor>,
-        app: Router,
+        app: S,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> io::Result<()> {
+    ) -> io::Result<()>
+    where
+        S: App,
+    {
         let Self { registry, limits } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -290,6 +294,7 @@ impl Connections {
                         builder: builder.clone(),
                         limits,
                         stop: stop_rx.clone(),
+                        hsts: false,
                     };
                     let tls = tls.clone();
                     tasks.spawn(async move {
@@ -316,16 +321,40 @@ impl Connections {
     }
 }
 
-struct Connection {
+/// What a server serves: the router, possibly wrapped (`lib.rs` rewrites ARM paths before
+/// routing); generic rather than boxed, so a request costs no extra allocation here.
+pub trait App:
+    tower::Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower::Service<Request<Body>, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+struct Connection<S> {
     admitted: Admitted,
     peer: SocketAddr,
-    app: Router,
+    app: S,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: ConnectionLimits,
     stop: watch::Receiver<bool>,
+    /// Served over TLS: every answer carries HSTS (a browser that reached the server over
+    /// TLS once never falls back to plain HTTP for it, RFC 6797). Plain-HTTP servers, behind
+    /// a proxy, leave it to the proxy.
+    hsts: bool,
 }
 
-impl Connection {
+impl<S: App> Connection<S> {
     async fn serve_tls(mut self, tcp: TcpStream, acceptor: TlsAcceptor) {
         let slot = self.admitted.slot.clone();
         let handshake =
@@ -339,6 +368,7 @@ impl Connection {
             () = slot.evict.notified() => return,
             _ = self.stop.changed() => return,
         };
+        self.hsts = true;
         self.serve_http(stream).await;
     }
 
@@ -352,15 +382,22 @@ impl Connection {
         let app = self.app.clone();
         let svc_registry = registry.clone();
         let svc_slot = slot.clone();
+        let hsts = self.hsts;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             let in_flight = InFlight::new(&svc_registry, &svc_slot);
             let app = app.clone();
             async move {
-                let resp = match app.oneshot(req.map(Body::new)).await {
+                let mut resp = match app.oneshot(req.map(Body::new)).await {
                     Ok(r) => r,
                     Err(never) => match never {},
                 };
+                if hsts {
+                    resp.headers_mut().insert(
+                        axum::http::header::STRICT_TRANSPORT_SECURITY,
+                        axum::http::HeaderValue::from_static("max-age=31536000"),
+                    );
+                }
                 // The request stays in flight until hyper drops the body it has sent.
                 Ok::<_, Infallible>(resp.map(|b| {
                     Body::new(b.map_frame(move |f| {

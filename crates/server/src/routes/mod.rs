@@ -33,13 +33,22 @@ use axum::routing::{any, delete, get, post};
 use crate::state::AppState;
 use crate::web;
 
+/// The routes; serve them through [`normalized`].
 pub fn router(state: AppState) -> Router {
-    // ARM matches paths case-insensitively; the routes below are written in lower case, so the
-    // `/subscriptions` keyword is normalised before routing (the rest is parsed in `arm`).
-    Router::new().fallback_service(routes(state)).layer(middleware::map_request(lowercase_arm_root))
+    routes(state)
 }
 
-async fn lowercase_arm_root(mut req: Request) -> Request {
+/// What the server serves: the router behind the path rewrite that must come before routing.
+pub type App = tower::util::MapRequest<Router, fn(Request) -> Request>;
+
+/// ARM matches paths case-insensitively; the routes are written in lower case, so the
+/// `/subscriptions` keyword is normalised before routing (the rest is parsed in `arm`). A
+/// wrapping service rather than a nested router: no second routing per request.
+pub fn normalized(router: Router) -> App {
+    tower::ServiceExt::map_request(router, lowercase_arm_root as fn(Request) -> Request)
+}
+
+fn lowercase_arm_root(mut req: Request) -> Request {
     // `az cloud register` keeps the user's trailing slash, so paths may arrive as `//...`.
     if req.uri().path().contains("//") {
         let pq = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
