@@ -10,7 +10,7 @@
 //! signed has expired.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::SystemRandom;
@@ -287,20 +287,21 @@ impl KeySet {
 
 /// The shared, swappable key set: readers take an `Arc` snapshot, a reload swaps it whole.
 pub struct KeyRing {
-    current: RwLock<Arc<KeySet>>,
+    /// Read by every grant and verification: loaded without a lock, replaced whole.
+    current: arc_swap::ArcSwap<KeySet>,
 }
 
 impl KeyRing {
     pub fn new(set: KeySet) -> Self {
-        Self { current: RwLock::new(Arc::new(set)) }
+        Self { current: arc_swap::ArcSwap::from_pointee(set) }
     }
 
     pub fn current(&self) -> Arc<KeySet> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current.load_full()
     }
 
     pub fn replace(&self, set: KeySet) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        self.current.store(Arc::new(set));
     }
 }
 
