@@ -468,3 +468,68 @@ async fn grants_are_aggregated_per_minute_and_written_at_shutdown() {
     assert_eq!(rows.len(), 2, "{rows:#?}");
     assert_eq!(rows[0]["signInCount"], 3, "newest first: {rows:#?}");
 }
+
+/// Records past their retention are deleted by the background pruning when the server starts
+/// (and every hour); younger ones stay.
+#[tokio::test]
+async fn records_past_their_retention_are_pruned() {
+    use mlgate_core::activity::ActivityQuery;
+    use mlgate_core::signins::SignInQuery;
+    use mlgate_core::store::AuditStore;
+
+    let s = TestServer::start().await;
+    let c = s.client();
+    let tenant: mlgate_core::ids::TenantId = s.tenant_id.parse().unwrap();
+    // Forty days ago: a service principal created (an activity record) and its grant.
+    s.clock.advance(-time::Duration::days(40));
+    let old = s.create_sp("old-app").await;
+    c.client_credentials(&s.tenant_id, &old.app_id, &old.password, ARM_SCOPE).await.unwrap();
+    s.clock.advance(time::Duration::days(40));
+    let young = s.create_sp("young-app").await;
+    c.client_credentials(&s.tenant_id, &young.app_id, &young.password, ARM_SCOPE).await.unwrap();
+    // Both old records are there before the restart (so their absence after says pruned).
+    let admin = s.admin_token().await;
+    sign_ins(&s, &admin, &[("app", old.app_id.as_str())], 1).await;
+    let month_ago = s.clock.now() - time::Duration::days(30);
+    let all_time = ActivityQuery {
+        tenant_id: tenant,
+        subscription_id: None,
+        resource_group: None,
+        caller: None,
+        start: month_ago - time::Duration::days(30),
+        end: month_ago + time::Duration::days(31),
+        before: None,
+        limit: 1000,
+    };
+    let before = s.store.activity(&all_time).await.unwrap();
+    assert!(before.iter().any(|e| e.at < month_ago), "no old activity record to prune");
+    let dir = s.stop().await;
+
+    let s = TestServer::start_with(dir, |c| {
+        c.log_retention.activity = time::Duration::days(30);
+        c.log_retention.sign_ins = time::Duration::days(30);
+    })
+    .await;
+    let sign_ins = |app: &str| SignInQuery {
+        tenant_id: Some(tenant),
+        app: Some(app.to_string()),
+        limit: 10,
+        ..Default::default()
+    };
+    let mut pruned = false;
+    for _ in 0..100 {
+        if s.store.sign_ins(&sign_ins(&old.app_id)).await.unwrap().is_empty() {
+            pruned = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pruned, "the old grant's sign-in record is still there");
+    assert_eq!(s.store.sign_ins(&sign_ins(&young.app_id)).await.unwrap().len(), 1);
+    let events = s.store.activity(&all_time).await.unwrap();
+    assert!(!events.is_empty(), "the young principal's creation stays");
+    assert!(
+        events.iter().all(|e| e.at >= month_ago),
+        "an activity record past its retention stayed: {events:#?}"
+    );
+}
