@@ -280,6 +280,19 @@ struct SignInInner {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl SignInInner {
+    fn new(tx: mpsc::Sender<SignInRecord>) -> Self {
+        Self {
+            tx,
+            grants: Mutex::new(HashMap::new()),
+            dropped: AtomicU64::new(0),
+            fresh: Notify::new(),
+            stop: Notify::new(),
+            writer: Mutex::new(None),
+        }
+    }
+}
+
 /// An aggregated grant record (`count` is every attempt so far) and how many of its attempts
 /// the store has.
 struct PendingGrant {
@@ -319,14 +332,7 @@ impl SignInLog {
         capacity: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<SignInRecord>(capacity.max(1));
-        let inner = Arc::new(SignInInner {
-            tx,
-            grants: Mutex::new(HashMap::new()),
-            dropped: AtomicU64::new(0),
-            fresh: Notify::new(),
-            stop: Notify::new(),
-            writer: Mutex::new(None),
-        });
+        let inner = Arc::new(SignInInner::new(tx));
         let writer = tokio::spawn(write_sign_ins(inner.clone(), rx, store, clock));
         *lock(&inner.writer) = Some(writer);
         Self { inner: Some(inner) }
@@ -590,16 +596,7 @@ mod tests {
 
     fn queued(capacity: usize) -> (SignInLog, mpsc::Receiver<SignInRecord>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let log = SignInLog {
-            inner: Some(Arc::new(SignInInner {
-                tx,
-                grants: Mutex::new(HashMap::new()),
-                dropped: AtomicU64::new(0),
-                fresh: Notify::new(),
-                stop: Notify::new(),
-                writer: Mutex::new(None),
-            })),
-        };
+        let log = SignInLog { inner: Some(Arc::new(SignInInner::new(tx))) };
         (log, rx)
     }
 
