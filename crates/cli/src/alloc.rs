@@ -3,16 +3,51 @@
 //! idle server's 7 MiB of heap grew to 18 MiB of resident 2 MiB pages. And mimalloc keeps freed
 //! memory for a while, so every password check left argon2's 19 MiB resident on a quiet
 //! server; the password-check pool now asks it to give that back at once (bench/rss.sh;
-//! BENCHMARKS.md). This is the one module of the workspace allowed `unsafe`: one call into
-//! mimalloc's C API.
+//! BENCHMARKS.md). And the binary's own code is kept out of huge pages and the kernel's
+//! fault-around (see [`configure`]). This is the one module of the workspace allowed
+//! `unsafe`: one call into mimalloc's C API and one `madvise`.
 #![allow(unsafe_code)]
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Configures the allocator; call first thing in `main`.
+/// Configures the allocator and the code pages; call first thing in `main`.
 pub fn configure() {
     mlgate_core::password::set_memory_release_hook(release);
+    keep_code_pages_small();
+}
+
+/// The binary is ~55 MB of code of which a server runs a few MiB. With transparent huge pages
+/// on (`always`, as on many distributions), the kernel may map its text in 2 MiB pages, and on
+/// every fault it maps the neighbouring cached pages too ("fault-around"): the resident size
+/// of the code then varied between 16 and 23 MiB from run to run of the same build. Advising
+/// the executable's own mappings `MADV_NOHUGEPAGE` and `MADV_RANDOM` makes it what the server
+/// touches. Best effort: on failure nothing changes but the resident size.
+fn keep_code_pages_small() {
+    let (Ok(exe), Ok(maps)) =
+        (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/maps"))
+    else {
+        return;
+    };
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let mut fields = line.split_whitespace();
+        let range = fields.next().unwrap_or_default();
+        if fields.nth(4).map(std::path::Path::new) != Some(exe.as_path()) {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        for advice in [rustix::mm::Advice::LinuxNoHugepage, rustix::mm::Advice::Random] {
+            // SAFETY: the range is a whole mapping of this process's executable, read from
+            // /proc/self/maps; these two pieces of advice change how pages are faulted in,
+            // never the mapping's contents, protection or lifetime.
+            let _ = unsafe { rustix::mm::madvise(start as *mut std::ffi::c_void, end - start, advice) };
+        }
+    }
 }
 
 /// Returns the calling thread's freed memory to the system (after argon2's 19 MiB).
