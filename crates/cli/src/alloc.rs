@@ -37,7 +37,8 @@ fn keep_code_pages_small() {
             continue;
         }
         let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+        let (Ok(start), Ok(end)) =
+            (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
         else {
             continue;
         };
@@ -45,7 +46,8 @@ fn keep_code_pages_small() {
             // SAFETY: the range is a whole mapping of this process's executable, read from
             // /proc/self/maps; these two pieces of advice change how pages are faulted in,
             // never the mapping's contents, protection or lifetime.
-            let _ = unsafe { rustix::mm::madvise(start as *mut std::ffi::c_void, end - start, advice) };
+            let _ =
+                unsafe { rustix::mm::madvise(start as *mut std::ffi::c_void, end - start, advice) };
         }
     }
 }
