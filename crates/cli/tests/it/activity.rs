@@ -329,17 +329,7 @@ async fn sign_ins_and_their_failures_are_listed_with_aadsts_codes() {
         let e = c.password(&s.tenant_id, ADMIN, wrong, ARM_SCOPE).await.unwrap_err();
         assert_eq!(e.status().map(|s| s.as_u16()), Some(400));
     }
-    let (status, body) = s
-        .post_token(
-            true,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &sp.app_id),
-                ("client_secret", "wrong-secret-value"),
-                ("scope", ARM_SCOPE),
-            ],
-        )
-        .await;
+    let (status, body) = s.client_credentials_grant(&sp.app_id, "wrong-secret-value").await;
     assert_eq!(status, 401);
     assert_eq!(assert_oauth_error(&body, "invalid_client"), 7000215);
     c.client_credentials(&s.tenant_id, &sp.app_id, &sp.password, ARM_SCOPE).await.unwrap();

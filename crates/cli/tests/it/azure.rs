@@ -67,18 +67,7 @@ impl Azure {
     }
 
     async fn client_credentials(&self, app_id: &str, secret: &str) -> u16 {
-        self.s
-            .post_token(
-                true,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", app_id),
-                    ("client_secret", secret),
-                    ("scope", ARM_SCOPE),
-                ],
-            )
-            .await
-            .0
+        self.s.client_credentials_grant(app_id, secret).await.0
     }
 }
 

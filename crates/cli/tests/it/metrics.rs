@@ -150,30 +150,10 @@ async fn counters_move_with_traffic_and_the_scrape_needs_the_token() {
 
     let sp = s.create_sp("metrics-sp").await;
     for _ in 0..3 {
-        let (status, _) = s
-            .post_token(
-                true,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &sp.app_id),
-                    ("client_secret", &sp.password),
-                    ("scope", ARM_SCOPE),
-                ],
-            )
-            .await;
+        let (status, _) = s.client_credentials_grant(&sp.app_id, &sp.password).await;
         assert_eq!(status, 200);
     }
-    let (status, _) = s
-        .post_token(
-            true,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &sp.app_id),
-                ("client_secret", "wrong-secret"),
-                ("scope", ARM_SCOPE),
-            ],
-        )
-        .await;
+    let (status, _) = s.client_credentials_grant(&sp.app_id, "wrong-secret").await;
     assert_eq!(status, 401);
     let (status, _) = s
         .post_token(

@@ -168,17 +168,7 @@ async fn an_expired_secret_is_refused_while_a_fresh_appended_one_works() {
     }
     // Two years later the first (one-year) secret has expired; the second has not.
     s.clock.advance(Duration::days(730));
-    let (st, body) = s
-        .post_token(
-            true,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &sp.app_id),
-                ("client_secret", &sp.password),
-                ("scope", ARM_SCOPE),
-            ],
-        )
-        .await;
+    let (st, body) = s.client_credentials_grant(&sp.app_id, &sp.password).await;
     assert_eq!(st, 401);
     assert_eq!(assert_oauth_error(&body, "invalid_client"), 7000222);
     let ok =

@@ -176,17 +176,7 @@ async fn backup_of_a_live_server_under_writes_restores_every_principal_and_servi
     // none made after it ended is; those made during it are there whole or not at all.
     let mut restored = 0;
     for (sp, started, ended) in &made {
-        let (status, body) = r
-            .post_token(
-                true,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", &sp.app_id),
-                    ("client_secret", &sp.password),
-                    ("scope", ARM_SCOPE),
-                ],
-            )
-            .await;
+        let (status, body) = r.client_credentials_grant(&sp.app_id, &sp.password).await;
         match (started, ended) {
             (_, 0) => assert_eq!(status, 200, "{body}"),
             (2, _) => assert_eq!(status, 401, "{body}"),

@@ -187,6 +187,17 @@ impl TestServer {
         }
     }
 
+    /// A v2 client-credentials grant for ARM, by form post: status and body.
+    pub async fn client_credentials_grant(&self, client_id: &str, secret: &str) -> (u16, Value) {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", ARM_SCOPE),
+        ];
+        self.post_token(true, &form).await
+    }
+
     /// POSTs a form to a token endpoint; returns status and JSON body.
     pub async fn post_token(&self, v2: bool, form: &[(&str, &str)]) -> (u16, Value) {
         let resp = self.http().post(self.token_url(v2)).form(form).send().await.unwrap();
