@@ -4,17 +4,16 @@
 //! memory for a while, so every password check left argon2's 19 MiB resident on a quiet
 //! server; the password-check pool now asks it to give that back at once (bench/rss.sh;
 //! BENCHMARKS.md). And the binary's own code is kept out of huge pages and the kernel's
-//! fault-around (see [`configure`]). This is the one module of the workspace allowed
+//! fault-around (see [`keep_code_pages_small`]). This is the one module of the workspace allowed
 //! `unsafe`: one call into mimalloc's C API and one `madvise`.
 #![allow(unsafe_code)]
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Configures the allocator and the code pages; call first thing in `main`.
+/// Configures the allocator; call first thing in `main`.
 pub fn configure() {
     mlgate_core::password::set_memory_release_hook(release);
-    keep_code_pages_small();
 }
 
 /// The binary is ~55 MB of code of which a server runs a few MiB. With transparent huge pages
@@ -22,8 +21,9 @@ pub fn configure() {
 /// every fault it maps the neighbouring cached pages too ("fault-around"): the resident size
 /// of the code then varied between 16 and 23 MiB from run to run of the same build. Advising
 /// the executable's own mappings `MADV_NOHUGEPAGE` and `MADV_RANDOM` makes it what the server
-/// touches. Best effort: on failure nothing changes but the resident size.
-fn keep_code_pages_small() {
+/// touches. Best effort: on failure nothing changes but the resident size. Only `serve` calls
+/// it (first thing): a short-lived command gains nothing from reading `/proc/self/maps`.
+pub fn keep_code_pages_small() {
     let (Ok(exe), Ok(maps)) =
         (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/maps"))
     else {

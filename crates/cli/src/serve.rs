@@ -64,6 +64,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
+    crate::alloc::keep_code_pages_small();
     let _log_guard = init_logging(args.log_format);
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = ServerConfig::new(&data_dir);

@@ -427,6 +427,32 @@ pub struct SdkAuth {
     pub management_endpoint_url: String,
 }
 
+impl SdkAuth {
+    /// The file for a principal of the server at `base` (no trailing slash): the sign-in
+    /// endpoint is the server itself, and every management endpoint is `{base}/`.
+    pub fn new(
+        client_id: String,
+        client_secret: String,
+        subscription_id: String,
+        tenant_id: String,
+        base: &str,
+    ) -> Self {
+        let with_slash = format!("{base}/");
+        Self {
+            client_id,
+            client_secret,
+            subscription_id,
+            tenant_id,
+            active_directory_endpoint_url: base.to_string(),
+            resource_manager_endpoint_url: with_slash.clone(),
+            active_directory_graph_resource_id: with_slash.clone(),
+            sql_management_endpoint_url: with_slash.clone(),
+            gallery_endpoint_url: with_slash.clone(),
+            management_endpoint_url: with_slash,
+        }
+    }
+}
+
 /// A subscription, as ARM's `GET /subscriptions` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -143,22 +143,15 @@ pub async fn run(c: ClientOpts, cmd: AdCommand) -> Result<()> {
                 let Some(subscription_id) = s.profile.subscription_id.clone() else {
                     bail!("--sdk-auth needs a subscription, and the signed-in account has none");
                 };
-                let base = c.base_url().to_string();
-                let with_slash = format!("{base}/");
                 return output::print(
                     out,
-                    &SdkAuth {
-                        client_id: created.app_id,
-                        client_secret: created.password,
+                    &SdkAuth::new(
+                        created.app_id,
+                        created.password,
                         subscription_id,
-                        tenant_id: created.tenant,
-                        active_directory_endpoint_url: base,
-                        resource_manager_endpoint_url: with_slash.clone(),
-                        active_directory_graph_resource_id: with_slash.clone(),
-                        sql_management_endpoint_url: with_slash.clone(),
-                        gallery_endpoint_url: with_slash.clone(),
-                        management_endpoint_url: with_slash,
-                    },
+                        created.tenant,
+                        c.base_url(),
+                    ),
                 );
             }
             output::print(

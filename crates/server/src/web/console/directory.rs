@@ -148,20 +148,13 @@ async fn shown_once(ctx: &Ctx, n: &NewSecret, what: &str) -> String {
         .ok()
         .and_then(|s| s.first().map(|s| s.id.to_string()))
         .unwrap_or_default();
-    let base = ctx.state.public_url.to_string();
-    let with_slash = format!("{base}/");
-    let sdk = mlgate_proto::SdkAuth {
-        client_id: n.principal.app_id.to_string(),
-        client_secret: n.secret.clone(),
-        subscription_id: sub,
-        tenant_id: n.principal.tenant_id.to_string(),
-        active_directory_endpoint_url: base,
-        resource_manager_endpoint_url: with_slash.clone(),
-        active_directory_graph_resource_id: with_slash.clone(),
-        sql_management_endpoint_url: with_slash.clone(),
-        gallery_endpoint_url: with_slash.clone(),
-        management_endpoint_url: with_slash,
-    };
+    let sdk = mlgate_proto::SdkAuth::new(
+        n.principal.app_id.to_string(),
+        n.secret.clone(),
+        sub,
+        n.principal.tenant_id.to_string(),
+        &ctx.state.public_url,
+    );
     let json = serde_json::to_string_pretty(&sdk).unwrap_or_default();
     format!(
         "{}<section aria-labelledby=\"new-secret\"><h2 id=\"new-secret\">Copy the secret now</h2><div class=\"warn\">It is shown only this once.</div>\
