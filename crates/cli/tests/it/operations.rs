@@ -15,6 +15,19 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlgate");
 
+/// `mlgate restore --from FILE --data-dir DIR [extra...]`.
+async fn restore(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String) {
+    let mut args = vec!["restore", "--from", file.to_str().unwrap(), "--data-dir"];
+    args.push(data_dir.to_str().unwrap());
+    args.extend_from_slice(extra);
+    mlgate(&args, env).await
+}
+
 async fn mlgate(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = tokio::process::Command::new(BIN)
         .args(args)
@@ -126,41 +139,20 @@ async fn backup_of_a_live_server_under_writes_restores_every_principal_and_servi
     assert!(!ok && out.contains("exists"), "{out}");
     let target = TempDir::new();
     let new_data = target.0.join("data");
-    let (ok, out) = mlgate(
-        &["restore", "--from", file.to_str().unwrap(), "--data-dir", new_data.to_str().unwrap()],
-        &[],
-    )
-    .await;
+    let (ok, out) = restore(&file, &new_data, &[], &[]).await;
     assert!(!ok && out.contains("does not hold the master key"), "{out}");
     let wrong_key = target.0.join("wrong.key");
     std::fs::write(&wrong_key, mlgate_core::keys::MasterKey::generate_encoded()).unwrap();
-    let (ok, out) = mlgate(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            new_data.to_str().unwrap(),
-            "--master-key-file",
-            wrong_key.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let (ok, out) =
+        restore(&file, &new_data, &["--master-key-file", wrong_key.to_str().unwrap()], &[]).await;
     assert!(!ok && out.contains("does not belong to this backup"), "{out}");
     assert!(!new_data.join("mlgate.db").exists(), "a failed restore leaves nothing behind");
 
     // With the old master key (kept apart from the backup, as the docs say).
-    let (ok, out) = mlgate(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            new_data.to_str().unwrap(),
-            "--master-key-file",
-            data.join("master.key").to_str().unwrap(),
-        ],
+    let (ok, out) = restore(
+        &file,
+        &new_data,
+        &["--master-key-file", data.join("master.key").to_str().unwrap()],
         &[],
     )
     .await;
@@ -237,26 +229,13 @@ async fn a_backup_with_the_master_key_opens_only_with_its_passphrase() {
     assert!(!contains(&std::fs::read(&file).unwrap(), master_text.trim()));
 
     let new_data = dir.0.join("restored");
-    let (ok, out) = mlgate(
-        &["restore", "--from", file.to_str().unwrap(), "--data-dir", new_data.to_str().unwrap()],
-        &[("MLGATE_BACKUP_PASSPHRASE", "a long enough passphrasE")],
-    )
-    .await;
+    let (ok, out) =
+        restore(&file, &new_data, &[], &[("MLGATE_BACKUP_PASSPHRASE", "a long enough passphrasE")])
+            .await;
     assert!(!ok && out.contains("passphrase does not open"), "{out}");
     assert!(!new_data.join("mlgate.db").exists());
-    let (ok, out) = mlgate(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            new_data.to_str().unwrap(),
-            "--passphrase-file",
-            pass.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let (ok, out) =
+        restore(&file, &new_data, &["--passphrase-file", pass.to_str().unwrap()], &[]).await;
     assert!(ok, "{out}");
     assert_eq!(
         std::fs::read_to_string(new_data.join("master.key")).unwrap().trim(),
