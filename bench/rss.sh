@@ -45,3 +45,6 @@ for i in $(seq 100); do
 done
 rss "after 100 password sign-ins"
 sleep 10; rss "10 s later"
+# DETAIL=1: where the resident memory is, mapping by mapping and section by section.
+[ -z "${DETAIL:-}" ] || python3 "$BENCH/smaps.py" "$PID"
+[ -z "${PAUSE:-}" ] || { echo "PID $PID; waiting $PAUSE s"; sleep "$PAUSE"; }
