@@ -80,14 +80,17 @@ PY
 
 # The server's CPU time (user + system, clock ticks) so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Context switches so far, all threads (a wake-up the limit does not have shows here).
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n}'; }
 run_wrk() { # NAME DURATION [OUTFILE]: also writes the server's CPU ticks spent to OUTFILE.cpu
-  local before perf=""; before="$(ticks "${SPID[$1]}")"
+  local before perf="" sw; before="$(ticks "${SPID[$1]}")"; sw="$(switches "${SPID[$1]}")"
   if [ -n "${PERF:-}" ] && [ -n "${3:-}" ]; then # a profile of the server during the run
     perf record -q -F 1999 -g -p "${SPID[$1]}" -o "$3.perf" -- sleep "${2%s}" >/dev/null 2>&1 & perf=$!
   fi
   WRK_PATH="/$TENANT/oauth2/v2.0/token" WRK_BODY="$BODY" \
     wrk -t1 -c"$CONNS" -d"$2" --latency -s "$BENCH/wrk/token.lua" "${URL[$1]}" > "${3:-/dev/null}"
   [ -n "${3:-}" ] && echo $(( $(ticks "${SPID[$1]}") - before )) > "$3.cpu"
+  [ -n "${3:-}" ] && echo $(( $(switches "${SPID[$1]}") - sw )) > "$3.switches"
   [ -n "$perf" ] && wait "$perf"
   return 0
 }
@@ -129,5 +132,13 @@ for proto in ("http", "https"):
     print(f"{proto}: server CPU per grant: limit median {statistics.median(bc):.1f} us, mlgate median "
           f"{statistics.median(mc):.1f} us; limit/mlgate paired median "
           f"{statistics.median([b / m for b, m in zip(bc, mc)]):.3f}")
+    def switches(name, r):
+        t = (out / f"{name}-r{r}.txt").read_text()
+        n = int(re.search(r"^\s+(\d+) requests in", t, re.M).group(1))
+        return int((out / f"{name}-r{r}.txt.switches").read_text()) / n
+    ms = [switches(f"mlgate-{proto}", r) for r in range(1, rounds + 1)]
+    bs = [switches(f"bare-{proto}", r) for r in range(1, rounds + 1)]
+    print(f"{proto}: context switches per grant: limit median {statistics.median(bs):.3f}, "
+          f"mlgate median {statistics.median(ms):.3f}")
 PY
 echo "raw output: $OUT"

@@ -15,8 +15,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -29,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -94,15 +96,28 @@ pub fn connection_cap(configured: usize, fds: u64) -> usize {
     configured.min(fits).max(1)
 }
 
-/// One open connection, as the accept loop sees it.
+/// One open connection, as the accept loop sees it. Everything a request touches is here, in
+/// the connection's own memory: nothing shared by all connections is written (or reference
+/// counted) per request, so the cores serving two connections never contend for a cache line.
 struct Slot {
     id: u64,
+    /// The registry's epoch, for `idle_since`.
+    epoch: Instant,
     /// Requests in flight (a response counts until its body is sent).
     busy: AtomicUsize,
     /// Milliseconds since the registry's epoch at which the last request finished.
     idle_since: AtomicU64,
-    /// Asked to close (evicted to make room for a new connection).
-    evict: Notify,
+    /// Asked to close: evicted to make room for a new connection, or (with `stopping`) the
+    /// server is shutting down. One `Notify` per connection rather than a channel all
+    /// connections watch: a connection's task polls it on every wake-up.
+    close: Notify,
+    stopping: AtomicBool,
+}
+
+impl Slot {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 struct Registry {
@@ -147,19 +162,30 @@ impl Registry {
                 );
             }
             match victim.and_then(|id| open.remove(&id)) {
-                Some(v) => v.evict.notify_one(),
+                Some(v) => v.close.notify_one(),
                 None => return None,
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             id,
+            epoch: self.epoch,
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
-            evict: Notify::new(),
+            close: Notify::new(),
+            stopping: AtomicBool::new(false),
         });
         open.insert(id, slot.clone());
         Some(slot)
+    }
+
+    /// Asks every open connection to finish (shutdown). `notify_one` keeps the permit for a
+    /// connection whose task is not waiting yet.
+    fn stop_all(&self) {
+        for slot in self.open.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            slot.stopping.store(true, Ordering::Release);
+            slot.close.notify_one();
+        }
     }
 
     fn release(&self, id: u64) {
@@ -185,20 +211,19 @@ impl Drop for Admitted {
 
 /// Marks a request in flight until its response body is done.
 struct InFlight {
-    registry: Arc<Registry>,
     slot: Arc<Slot>,
 }
 
 impl InFlight {
-    fn new(registry: &Arc<Registry>, slot: &Arc<Slot>) -> Self {
+    fn new(slot: &Arc<Slot>) -> Self {
         slot.busy.fetch_add(1, Ordering::AcqRel);
-        Self { registry: registry.clone(), slot: slot.clone() }
+        Self { slot: slot.clone() }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.slot.idle_since.store(self.registry.now_ms(), Ordering::Relaxed);
+        self.slot.idle_since.store(self.slot.now_ms(), Ordering::Relaxed);
         self.slot.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -258,12 +283,11 @@ impl Connections {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(CheckedDeadlines)
             .header_read_timeout(limits.header_read_timeout)
             .http2()
             .timer(TokioTimer::new());
         let builder = Arc::new(builder);
-        let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -293,7 +317,6 @@ impl Connections {
                         app: app.clone(),
                         builder: builder.clone(),
                         limits,
-                        stop: stop_rx.clone(),
                         hsts: false,
                     };
                     let tls = tls.clone();
@@ -307,7 +330,7 @@ impl Connections {
             }
         }
         drop(listener);
-        let _ = stop_tx.send(true);
+        registry.stop_all();
         let drained =
             tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
@@ -319,6 +342,44 @@ impl Connections {
         }
         Ok(())
     }
+}
+
+/// hyper's HTTP/1.1 header-read deadline, checked rather than scheduled. hyper arms it before
+/// every request head and drops it once the head is in; with tokio's timer, every request on a
+/// kept-alive connection allocated a sleep and inserted and removed a timer-wheel entry, the
+/// largest per-request cost the token endpoint had that the bare limit has not (BENCHMARKS.md,
+/// issue 15). This sleep is only an instant: polling it reads the clock. It never wakes the
+/// task itself: the connection's check timer (`serve_http`) does, at least every half deadline,
+/// so a head that does not come is cut off between 1 and 1.5 deadlines after hyper armed it.
+#[derive(Clone, Copy, Debug)]
+struct CheckedDeadlines;
+
+impl hyper::rt::Timer for CheckedDeadlines {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(Deadline(Instant::now() + duration))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(Deadline(deadline))
+    }
+}
+
+struct Deadline(Instant);
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.0 { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+impl hyper::rt::Sleep for Deadline {}
+
+/// How often a connection's check timer fires at least: often enough to enforce the
+/// header-read deadline within half of it (see [`CheckedDeadlines`]).
+fn check_every(limits: &ConnectionLimits) -> Duration {
+    (limits.header_read_timeout / 2).max(Duration::from_millis(100))
 }
 
 /// What a server serves: the router, possibly wrapped (`lib.rs` rewrites ARM paths before
@@ -347,7 +408,6 @@ struct Connection<S> {
     app: S,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: ConnectionLimits,
-    stop: watch::Receiver<bool>,
     /// Served over TLS: every answer carries HSTS (a browser that reached the server over
     /// TLS once never falls back to plain HTTP for it, RFC 6797). Plain-HTTP servers, behind
     /// a proxy, leave it to the proxy.
@@ -365,27 +425,24 @@ impl<S: App> Connection<S> {
                 // A failed or timed-out handshake just closes the socket.
                 _ => return,
             },
-            () = slot.evict.notified() => return,
-            _ = self.stop.changed() => return,
+            () = slot.close.notified() => return,
         };
         self.hsts = true;
         self.serve_http(stream).await;
     }
 
-    async fn serve_http<I>(mut self, io: I)
+    async fn serve_http<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let registry = self.admitted.registry.clone();
         let slot = self.admitted.slot.clone();
         let peer = self.peer;
         let app = self.app.clone();
-        let svc_registry = registry.clone();
         let svc_slot = slot.clone();
         let hsts = self.hsts;
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            let in_flight = InFlight::new(&svc_registry, &svc_slot);
+            let in_flight = InFlight::new(&svc_slot);
             let app = app.clone();
             async move {
                 let mut resp = match app.oneshot(req.map(Body::new)).await {
@@ -411,8 +468,13 @@ impl<S: App> Connection<S> {
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
         let idle = self.limits.idle_timeout;
-        let check = tokio::time::sleep(idle);
+        let tick = check_every(&self.limits);
+        let check = tokio::time::sleep(idle.min(tick));
         tokio::pin!(check);
+        // Made once and kept registered: made anew in the loop, it would take the Notify's
+        // lock twice on every wake-up of the connection.
+        let closed = slot.close.notified();
+        tokio::pin!(closed);
         let close_grace = loop {
             tokio::select! {
                 r = conn.as_mut() => {
@@ -422,17 +484,19 @@ impl<S: App> Connection<S> {
                     return;
                 }
                 () = &mut check => {
-                    let idle_ms = registry.now_ms()
+                    let idle_ms = slot.now_ms()
                         .saturating_sub(slot.idle_since.load(Ordering::Relaxed));
                     let idle_for = Duration::from_millis(idle_ms);
                     if slot.busy.load(Ordering::Acquire) == 0 && idle_for >= idle {
                         break CLOSE_GRACE;
                     }
                     let next = if slot.busy.load(Ordering::Acquire) == 0 { idle - idle_for } else { idle };
-                    check.as_mut().reset(tokio::time::Instant::now() + next);
+                    // Waking the connection also lets hyper see a passed header deadline.
+                    check.as_mut().reset(tokio::time::Instant::now() + next.min(tick));
                 }
-                () = slot.evict.notified() => break CLOSE_GRACE,
-                _ = self.stop.changed() => break DRAIN,
+                () = closed.as_mut() => {
+                    break if slot.stopping.load(Ordering::Acquire) { DRAIN } else { CLOSE_GRACE };
+                }
             }
         };
         conn.as_mut().graceful_shutdown();
@@ -460,7 +524,7 @@ mod tests {
         let b = r.admit().unwrap();
         // `a` is idle longest: it is asked to close, and `c` is admitted.
         let c = r.admit().unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(50), a.evict.notified()).await.is_ok());
+        assert!(tokio::time::timeout(Duration::from_millis(50), a.close.notified()).await.is_ok());
         assert_eq!(r.len(), 2);
         // With every connection busy, a new one is refused.
         b.busy.fetch_add(1, Ordering::AcqRel);

@@ -29,35 +29,51 @@ impl Authority {
             .resolve_tenant(tenant)
             .ok_or_else(|| GrantError::tenant_not_found(&truncate(tenant, 64)))?;
         let (resource, scope) = self.requested_resource(&req)?;
+        // A future is as large as its largest branch, and every layer above the token
+        // endpoint moves it: the other grants' futures (the password pool, the store's
+        // refresh-token and code records) are boxed, so the client-credentials grant, the one
+        // that comes by the thousand, moves a small future (issue 15).
         match &req.grant {
             Grant::ClientCredentials => {
                 let client = self.authenticate_client(&tenant, &req, true).await?;
                 self.issue(&tenant, Subject::App(&client), &resource, &req, scope, None).await
             }
             Grant::Password { username, password } => {
-                let client = self.authenticate_client(&tenant, &req, false).await?;
-                let user = self.authenticate_user(&tenant, username, password, source).await?;
-                let subject = Subject::User { user: &user, client: client.principal.app_id };
-                self.issue(&tenant, subject, &resource, &req, scope, None).await
+                Box::pin(async {
+                    let client = self.authenticate_client(&tenant, &req, false).await?;
+                    let user = self.authenticate_user(&tenant, username, password, source).await?;
+                    let subject = Subject::User { user: &user, client: client.principal.app_id };
+                    self.issue(&tenant, subject, &resource, &req, scope, None).await
+                })
+                .await
             }
             Grant::RefreshToken { refresh_token } => {
-                let client = self.authenticate_client(&tenant, &req, false).await?;
-                self.refresh(&tenant, &client, refresh_token, &req, scope).await
+                Box::pin(async {
+                    let client = self.authenticate_client(&tenant, &req, false).await?;
+                    self.refresh(&tenant, &client, refresh_token, &req, scope).await
+                })
+                .await
             }
             Grant::DeviceCode { device_code } => {
-                let client = self.authenticate_client(&tenant, &req, false).await?;
-                self.redeem_device_code(&tenant, &client, device_code, &req).await
+                Box::pin(async {
+                    let client = self.authenticate_client(&tenant, &req, false).await?;
+                    self.redeem_device_code(&tenant, &client, device_code, &req).await
+                })
+                .await
             }
             Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
-                let client = self.authenticate_client(&tenant, &req, false).await?;
-                self.redeem_authorization_code(
-                    &tenant,
-                    &client,
-                    code,
-                    redirect_uri.as_deref(),
-                    code_verifier.as_deref(),
-                    &req,
-                )
+                Box::pin(async {
+                    let client = self.authenticate_client(&tenant, &req, false).await?;
+                    self.redeem_authorization_code(
+                        &tenant,
+                        &client,
+                        code,
+                        redirect_uri.as_deref(),
+                        code_verifier.as_deref(),
+                        &req,
+                    )
+                    .await
+                })
                 .await
             }
         }

@@ -24,7 +24,7 @@ pub async fn token_v1(
     addr: ClientAddr,
     req: Request,
 ) -> Response {
-    token(state, tenant, addr, req, Endpoint::V1).await
+    Box::pin(token(state, tenant, addr, req, Endpoint::V1)).await
 }
 
 pub async fn token_v2(
@@ -33,7 +33,7 @@ pub async fn token_v2(
     addr: ClientAddr,
     req: Request,
 ) -> Response {
-    token(state, tenant, addr, req, Endpoint::V2).await
+    Box::pin(token(state, tenant, addr, req, Endpoint::V2)).await
 }
 
 /// Reads a form body with the OAuth endpoints' size limit and content-type rule.
@@ -205,6 +205,8 @@ fn correlation_id(headers: &HeaderMap) -> Option<String> {
         .map(|u| u.to_string())
 }
 
+/// Boxed by its two routes: its future is some 5 KiB, and axum's handler, the middleware and
+/// the router above it would each move it; boxed, they move a pointer (issue 15).
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
