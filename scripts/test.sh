@@ -28,4 +28,9 @@ cargo build --locked -p mlgate-cli
 BIN="$(bash scripts/target-dir.sh)/debug/mlgate"
 bash scripts/compat.sh "$BIN"
 bash scripts/compat-azure.sh "$BIN"
-bash scripts/walkthrough.sh "$BIN"
+# The README's walkthrough runs the README's server: the release build, linked with its code
+# packed (crates/cli/build.rs), which is checked first.
+cargo build --locked --release -p mlgate-cli
+RELEASE="$(bash scripts/target-dir.sh)/release/mlgate"
+bash scripts/release-check.sh "$RELEASE"
+bash scripts/walkthrough.sh "$RELEASE"
