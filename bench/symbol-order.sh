@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates crates/cli/link/symbol-order.txt, the order in which the linker lays out the
 # functions of the release `mlgate` (crates/cli/build.rs passes it to lld). Functions a server
-# runs are packed at the start of the code, so that a server maps a few MiB of code instead of
-# one page in every 64 KiB of 35 MiB (BENCHMARKS.md, "Resident memory").
+# runs are packed at the start of the code, so that a server maps about 5 MiB of code instead of
+# a 128 KiB block around every function it runs, all over 35 MiB (BENCHMARKS.md, "Resident
+# memory").
 #
 # Two runs of a release `mlgate serve` under valgrind's callgrind, which names every function
 # that runs:

@@ -1,7 +1,8 @@
 //! Links the release `mlgate` with the functions a server runs packed together, in the order of
 //! `link/symbol-order.txt` (made by bench/symbol-order.sh). The code is 35 MiB and the kernel
-//! maps it 64 KiB around every page a process touches, so scattered hot functions kept 14 MiB
-//! of it resident; packed, a few MiB (BENCHMARKS.md, "Resident memory").
+//! maps it in blocks (128 KiB or more here) around every page a process touches, so scattered
+//! hot functions kept 14 MiB of it resident; packed, about 5 MiB (BENCHMARKS.md, "Resident
+//! memory"). scripts/release-check.sh checks that a release build was packed.
 //!
 //! Only where the linker is known to be lld, which reads `--symbol-ordering-file`: rustc's
 //! default on x86_64 Linux since 1.90, unless a linker is configured. Elsewhere, or with
