@@ -3,8 +3,8 @@
 //! idle server's 7 MiB of heap grew to 18 MiB of resident 2 MiB pages. And mimalloc keeps freed
 //! memory for a while, so every password check left argon2's 19 MiB resident on a quiet
 //! server; the password-check pool now asks it to give that back at once (bench/rss.sh;
-//! BENCHMARKS.md). And the binary's own code is kept out of huge pages and the kernel's
-//! fault-around (see [`keep_code_pages_small`]). This is the one module of the workspace allowed
+//! BENCHMARKS.md). And the binary's own code is kept out of huge pages and read-ahead (see
+//! [`keep_code_pages_small`]). This is the one module of the workspace allowed
 //! `unsafe`: one call into mimalloc's C API and one `madvise`.
 #![allow(unsafe_code)]
 
@@ -16,13 +16,15 @@ pub fn configure() {
     mlgate_core::password::set_memory_release_hook(release);
 }
 
-/// The binary is ~55 MB of code of which a server runs a few MiB. With transparent huge pages
-/// on (`always`, as on many distributions), the kernel may map its text in 2 MiB pages, and on
-/// every fault it maps the neighbouring cached pages too ("fault-around"): the resident size
-/// of the code then varied between 16 and 23 MiB from run to run of the same build. Advising
-/// the executable's own mappings `MADV_NOHUGEPAGE` and `MADV_RANDOM` makes it what the server
-/// touches. Best effort: on failure nothing changes but the resident size. Only `serve` calls
-/// it (first thing): a short-lived command gains nothing from reading `/proc/self/maps`.
+/// The binary holds 35 MiB of code of which a server runs about 3 MiB. With transparent huge
+/// pages on (`always`, as on many distributions), the kernel may map its text in 2 MiB pages,
+/// and it reads ahead around every fault: the resident size of the code then varied by several
+/// MiB from run to run of the same build. Advising the executable's own mappings
+/// `MADV_NOHUGEPAGE` and `MADV_RANDOM` keeps it near what the server touches; the kernel still
+/// maps a block (128 KiB or more) around each fault, which is why the release build packs the
+/// code a server runs together (`build.rs`). Best effort: on failure nothing changes but the
+/// resident size. Only `serve` calls it (first thing): a short-lived command gains nothing
+/// from reading `/proc/self/maps`.
 pub fn keep_code_pages_small() {
     let (Ok(exe), Ok(maps)) =
         (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/maps"))

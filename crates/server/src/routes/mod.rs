@@ -33,11 +33,6 @@ use axum::routing::{any, delete, get, post};
 use crate::state::AppState;
 use crate::web;
 
-/// The routes; serve them through [`normalized`].
-pub fn router(state: AppState) -> Router {
-    routes(state)
-}
-
 /// What the server serves: the router behind the path rewrite that must come before routing.
 pub type App = tower::util::MapRequest<Router, fn(Request) -> Request>;
 
@@ -83,7 +78,8 @@ fn lowercase_arm_root(mut req: Request) -> Request {
     req
 }
 
-fn routes(state: AppState) -> Router {
+/// The routes; serve them through [`normalized`].
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(crate::web::home::show))
         .nest("/console", web::console::routes())
